@@ -1,0 +1,8 @@
+# MTR, training-free: tokens leave after layers 4, 8, 12, 16 and 20 (same layer set for every
+# method, so comparisons are at equal FLOPs); r per layer is solved from the FLOPs target.
+# Switch the method with --cfg-options model.backbone.reduction.method=tome (random, evit, tome,
+# pumer, utr, hsa), the target with model.backbone.reduction.schedule.flops_reduction=0.3.
+reduction = dict(
+    method='mtr',
+    schedule=dict(layers=[4, 8, 12, 16, 20], flops_reduction=0.4),
+    restore='unmerge')

@@ -1,0 +1,120 @@
+"""Loading official hustvl/Vim checkpoints and the project's own (mmengine) checkpoints.
+
+Official files are `torch.save` dicts with the weights under 'model' (training files add
+'model_ema', optimizer state and 'args' as an argparse.Namespace). They are read with
+``weights_only=True`` and an allow-list (mtr_mm.compat), never blind unpickling unless the caller
+says the file is trusted.
+"""
+from collections import OrderedDict
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+STATE_DICT_KEYS = ('state_dict', 'model', 'model_ema')
+OFFICIAL_MARKERS = ('patch_embed.proj.weight', 'layers.0.mixer.in_proj.weight', 'norm_f.weight')
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def load_file(path: str, trusted: bool = False) -> dict:
+    """torch.load on CPU, safe by default. ``trusted=True`` unpickles anything (your own files)."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=not trusted)
+    except FileNotFoundError:
+        raise CheckpointError(f'checkpoint {path!r} does not exist') from None
+    except Exception as error:  # torch raises UnpicklingError or RuntimeError
+        if trusted:
+            raise CheckpointError(f'{path!r} is not a readable torch checkpoint: {error}') from error
+        raise CheckpointError(
+            f'{path!r} could not be loaded safely (weights_only=True): {str(error).splitlines()[0]}. '
+            'If the file is not a checkpoint, pass the right file; if it is one you trust, convert it with '
+            '`python tools/convert_vim_ckpt.py IN OUT --trusted`.') from error
+
+
+def extract_state_dict(checkpoint: dict, key: Optional[str] = None) -> Dict[str, Tensor]:
+    """The weights inside a checkpoint dict: ``key`` or the first of 'state_dict', 'model',
+    'model_ema' present (official eval uses 'model'), else the dict itself; 'module.' prefixes of
+    DataParallel/DDP checkpoints are stripped."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'expected a checkpoint dict, got {type(checkpoint).__name__}')
+    if key is not None:
+        if key not in checkpoint:
+            raise CheckpointError(f'checkpoint has no {key!r}; it has {sorted(checkpoint)}')
+        state_dict = checkpoint[key]
+    else:
+        found = [k for k in STATE_DICT_KEYS if k in checkpoint]
+        state_dict = checkpoint[found[0]] if found else checkpoint
+    if not all(isinstance(v, Tensor) for v in state_dict.values()):
+        raise CheckpointError(f'no weights found: the checkpoint keys are {sorted(checkpoint)[:10]}')
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state_dict.items())
+
+
+def is_official_vim(state_dict: Dict[str, Tensor]) -> bool:
+    return all(k in state_dict for k in OFFICIAL_MARKERS)
+
+
+def official_to_classifier(state_dict: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor]':
+    """Official keys -> mmpretrain ImageClassifier keys (backbone.*, head.fc.*)."""
+    return OrderedDict(('head.fc.' + k[len('head.'):] if k.startswith('head.') else 'backbone.vim.' + k, v)
+                       for k, v in state_dict.items())
+
+
+def official_to_dense(state_dict: Dict[str, Tensor], grid_size: tuple) -> 'OrderedDict[str, Tensor]':
+    """Official classification keys -> a dense backbone without cls token: drop the head and the
+    cls token, drop the pos-embed row of the middle cls token (num_patches // 2, not row 0) and
+    resize the grid bicubically to ``grid_size``."""
+    from .models.vim import resize_pos_embed
+    pos_embed = state_dict['pos_embed']
+    num_patches = pos_embed.shape[1] - ('cls_token' in state_dict)
+    side = int(round(num_patches**0.5))
+    if side * side != num_patches:
+        raise CheckpointError(f'pos_embed has {num_patches} grid rows, not a square grid')
+    if 'cls_token' in state_dict:
+        middle = num_patches // 2
+        pos_embed = torch.cat([pos_embed[:, :middle], pos_embed[:, middle + 1:]], dim=1)
+    resized = resize_pos_embed(pos_embed, (side, side), grid_size, None)
+    out = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith(('head.', 'cls_token')))
+    out['pos_embed'] = resized
+    return out
+
+
+def check_compatible(module: nn.Module, state_dict: Dict[str, Tensor], what: str):
+    """Raise a CheckpointError naming missing/unexpected keys and size mismatches."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
+             for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        lines = [f'checkpoint does not fit {what}:']
+        for name, items in (('missing', missing), ('unexpected', unexpected), ('size mismatch', wrong)):
+            if items:
+                lines.append(f'  {name} ({len(items)}): ' + ', '.join(items[:6]) + (' ...' if len(items) > 6 else ''))
+        lines.append('Check that the config matches the checkpoint (arch tiny/small/base, patch stride, task).')
+        raise CheckpointError('\n'.join(lines))
+
+
+def load_into(module: nn.Module, state_dict: Dict[str, Tensor], what: str):
+    check_compatible(module, state_dict, what)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_model_checkpoint(model: nn.Module, path: str, trusted: bool = False) -> nn.Module:
+    """Load a whole task model (mmpretrain / mmseg / mmdet) from ``path``: an official Vim
+    classification checkpoint (converted on the fly) or one saved by this project's tools."""
+    state_dict = extract_state_dict(load_file(path, trusted))
+    if is_official_vim(state_dict):
+        head = getattr(model, 'head', None)
+        if not isinstance(getattr(head, 'fc', None), nn.Linear):
+            raise CheckpointError(
+                f'{path!r} is an official Vim classification checkpoint, but this is a '
+                f'{type(model).__name__} without a classification head: its decode/detection head would stay '
+                "untrained. Load the backbone only (model.backbone.init_cfg=dict(type='Pretrained', "
+                f"checkpoint='{path}')) and fine-tune with tools/train.py.")
+        state_dict = official_to_classifier(state_dict)
+    # Buffers that are not part of checkpoints (non-persistent) never appear in state_dict().
+    load_into(model, state_dict, f'{type(model).__name__} ({path})')
+    return model

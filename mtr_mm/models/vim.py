@@ -1,0 +1,299 @@
+"""Vision Mamba (Vim), the official network (hustvl/Vim, ICML 2024), with a token-reduction hook.
+
+Parameter names and shapes are exactly the official ones, so official state_dicts load with
+``strict=True`` into :class:`VisionMamba`. This is the ONE forward used by classification,
+segmentation and detection: task wrappers only choose what to read from the token state.
+"""
+import math
+from typing import Callable, List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import causal_conv1d, rms_norm, selective_scan
+from ..reduction.engine import build_reduction
+from ..reduction.flops import VimDims
+from ..reduction.state import TokenState
+
+# The released models (../docs/models.md): embed dims per size name, all with depth 24.
+VIM_ARCH = {
+    'tiny': dict(embed_dims=192, depth=24),
+    'small': dict(embed_dims=384, depth=24),
+    'base': dict(embed_dims=768, depth=24),
+}
+
+
+class RMSNorm(nn.Module):
+
+    def __init__(self, dims: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dims))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on the residual branch (training only)."""
+
+    def __init__(self, drop_prob: float = 0.):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0. or not self.training:
+            return x
+        keep = 1 - self.drop_prob
+        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class ScanBranch(NamedTuple):
+    """Parameters of one scan direction. The mixer registers both directions under their official
+    names (the backward ones carry a `_b`); this is only a view grouping one direction's."""
+    conv1d: nn.Conv1d
+    x_proj: nn.Linear
+    dt_proj: nn.Linear
+    A_log: nn.Parameter
+    D: nn.Parameter
+
+
+class BiMambaMixer(nn.Module):
+    """Bidirectional Mamba ("bimamba v2"): one in_proj, a forward and a backward scan branch with
+    their own parameters, outputs averaged and projected back."""
+
+    def __init__(self, dims: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 dt_rank: Optional[int] = None, dt_min: float = 1e-3, dt_max: float = 0.1):
+        super().__init__()
+        inner = expand * dims
+        self.d_state = d_state
+        self.dt_rank = dt_rank or math.ceil(dims / 16)
+        # Registration order follows the official module, so state_dict() lists keys in its order.
+        self.in_proj = nn.Linear(dims, 2 * inner, bias=False)
+        for suffix in ('', '_b'):
+            setattr(self, f'conv1d{suffix}',
+                    nn.Conv1d(inner, inner, d_conv, groups=inner, padding=d_conv - 1, bias=True))
+            setattr(self, f'x_proj{suffix}', nn.Linear(inner, self.dt_rank + 2 * d_state, bias=False))
+            setattr(self, f'dt_proj{suffix}', nn.Linear(self.dt_rank, inner, bias=True))
+            # Official name quirk: the backward A is `A_b_log`, not `A_log_b`.
+            a_name = 'A_log' if suffix == '' else 'A_b_log'
+            setattr(self, a_name, nn.Parameter(torch.empty(inner, d_state)))
+            setattr(self, f'D{suffix}', nn.Parameter(torch.empty(inner)))
+        self.out_proj = nn.Linear(inner, dims, bias=False)
+        self._dt_range = (dt_min, dt_max)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Mamba's initialisation: S4D-real A, dt log-uniform in [dt_min, dt_max], D = 1."""
+        inner, state = self.A_log.shape
+        dt_min, dt_max = self._dt_range
+        for suffix, a_name in (('', 'A_log'), ('_b', 'A_b_log')):
+            with torch.no_grad():
+                a = torch.arange(1, state + 1, dtype=torch.float32).repeat(inner, 1)
+                getattr(self, a_name).copy_(a.log())
+                getattr(self, f'D{suffix}').fill_(1.)
+                dt_proj = getattr(self, f'dt_proj{suffix}')
+                nn.init.uniform_(dt_proj.weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
+                dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+                dt = dt.clamp(min=1e-4)
+                dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def branch(self, backward: bool) -> ScanBranch:
+        s = '_b' if backward else ''
+        return ScanBranch(getattr(self, f'conv1d{s}'), getattr(self, f'x_proj{s}'), getattr(self, f'dt_proj{s}'),
+                          self.A_b_log if backward else self.A_log, getattr(self, f'D{s}'))
+
+    def scan(self, x: Tensor, z: Tensor, branch: ScanBranch, delta_activation: Optional[str]):
+        """One direction on (B, E, L) inputs. Returns y (B, E, L) and, when asked, the per-token
+        mean Δ over inner channels (B, L): the timescale MTR scores tokens with."""
+        u = causal_conv1d(x, branch.conv1d.weight, branch.conv1d.bias, activation='silu')
+        dt_low, b, c = torch.split(branch.x_proj(u.transpose(1, 2)),
+                                   [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt_low, branch.dt_proj.weight).transpose(1, 2)  # bias goes to the scan
+        y = selective_scan(u, delta, -torch.exp(branch.A_log.float()), b.transpose(1, 2), c.transpose(1, 2),
+                           branch.D.float(), z=z, delta_bias=branch.dt_proj.bias.float(), delta_softplus=True)
+        score = None
+        if delta_activation is not None:
+            delta = delta.float() + branch.dt_proj.bias.float()[:, None]
+            score = (F.softplus(delta) if delta_activation == 'softplus' else delta).mean(1)
+        return y, score
+
+    def forward(self, hidden: Tensor, delta_activation: Optional[str] = None):
+        """hidden (B, L, C) -> (B, L, C), plus the Δ score (B, L) summed over both directions when
+        ``delta_activation`` is 'softplus' (post-softplus Δ) or 'none' (pre-softplus)."""
+        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
+        y_fwd, s_fwd = self.scan(x, z, self.branch(False), delta_activation)
+        y_bwd, s_bwd = self.scan(x.flip(-1), z.flip(-1), self.branch(True), delta_activation)
+        out = self.out_proj(((y_fwd + y_bwd.flip(-1)) / 2).transpose(1, 2))
+        score = None if s_fwd is None else s_fwd + s_bwd.flip(-1)
+        return out, score
+
+
+class VimBlock(nn.Module):
+    """Pre-norm block on the (hidden, residual) pair, residual kept in fp32 as in the release."""
+
+    def __init__(self, dims: int, drop_path: float = 0., **mixer_kwargs):
+        super().__init__()
+        self.norm = RMSNorm(dims)
+        self.mixer = BiMambaMixer(dims, **mixer_kwargs)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, hidden: Tensor, residual: Optional[Tensor], delta_activation: Optional[str] = None):
+        residual = hidden if residual is None else residual + self.drop_path(hidden)
+        residual = residual.float()
+        hidden, score = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), delta_activation)
+        return hidden, residual, score
+
+
+class PatchEmbed(nn.Module):
+
+    def __init__(self, patch_size: int = 16, stride: int = 16, in_channels: int = 3, embed_dims: int = 192):
+        super().__init__()
+        self.patch_size, self.stride = patch_size, stride
+        self.proj = nn.Conv2d(in_channels, embed_dims, patch_size, stride)
+
+    def grid_size(self, height: int, width: int):
+        if height < self.patch_size or width < self.patch_size:
+            raise ValueError(f'input {height}x{width} is smaller than one {self.patch_size}x{self.patch_size} '
+                             'patch: resize or pad the image to at least the patch size')
+        return ((height - self.patch_size) // self.stride + 1, (width - self.patch_size) // self.stride + 1)
+
+    def forward(self, images: Tensor):
+        self.grid_size(*images.shape[-2:])
+        x = self.proj(images)
+        return x.flatten(2).transpose(1, 2), tuple(x.shape[-2:])
+
+
+def resize_pos_embed(pos_embed: Tensor, src_grid, dst_grid, cls_position: Optional[int]) -> Tensor:
+    """Bicubically resize the grid part of a (1, N[+1], C) pos embed; the cls row (at
+    ``cls_position`` of the source, None if absent) is re-inserted at the middle of the new grid."""
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos_embed
+    cls_row = None
+    if cls_position is not None:
+        cls_row = pos_embed[:, cls_position:cls_position + 1]
+        pos_embed = torch.cat([pos_embed[:, :cls_position], pos_embed[:, cls_position + 1:]], dim=1)
+    grid = pos_embed.reshape(1, *src_grid, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=tuple(dst_grid), mode='bicubic', align_corners=False)
+    grid = grid.to(pos_embed.dtype).flatten(2).transpose(1, 2)
+    if cls_row is None:
+        return grid
+    middle = grid.shape[1] // 2
+    return torch.cat([grid[:, :middle], cls_row, grid[:, middle:]], dim=1)
+
+
+class VisionMamba(nn.Module):
+    """The official Vim: patch embed, middle class token, absolute position embedding (resized on
+    the fly for any input size), pre-norm blocks, final RMSNorm, linear head.
+
+    Args:
+        reduction: a :class:`mtr_mm.reduction.TokenReduction` (or None): called after every block
+            to remove tokens, the only place where the network changes with reduction.
+        with_cls_token: classification models insert one at the middle of the sequence; the dense
+            backbones of the Vim paper run without.
+        num_classes: 0 gives no head (``head`` is then an Identity).
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, stride: int = 16, in_channels: int = 3,
+                 embed_dims: int = 192, depth: int = 24, d_state: int = 16, d_conv: int = 4,
+                 expand: int = 2, dt_rank: Optional[int] = None, num_classes: int = 1000,
+                 with_cls_token: bool = True, drop_path_rate: float = 0., reduction=None):
+        super().__init__()
+        self.embed_dims, self.depth, self.d_state, self.d_conv, self.expand = embed_dims, depth, d_state, d_conv, expand
+        self.dt_rank = dt_rank or math.ceil(embed_dims / 16)
+        self.patch_embed = PatchEmbed(patch_size, stride, in_channels, embed_dims)
+        self.pos_grid = self.patch_embed.grid_size(img_size, img_size)
+        num_patches = self.pos_grid[0] * self.pos_grid[1]
+        self.with_cls_token = with_cls_token
+        if with_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + int(with_cls_token), embed_dims))
+        self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
+        drop_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.layers = nn.ModuleList(
+            VimBlock(embed_dims, drop_path=rate, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=self.dt_rank)
+            for rate in drop_rates)
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm_f = RMSNorm(embed_dims)
+        self.reduction = build_reduction(reduction)
+        if self.reduction is not None:  # fail at build time, not at the first image
+            self.reduction.check(self.dims(), self.pos_grid, with_cls_token)
+        self.init_weights()
+
+    def init_weights(self):
+        """Vim's initialisation for training from scratch (official checkpoints overwrite it):
+        mixers keep Mamba's own (BiMambaMixer.reset_parameters)."""
+        nn.init.trunc_normal_(self.pos_embed, std=.02)
+        if self.with_cls_token:
+            nn.init.trunc_normal_(self.cls_token, std=.02)
+        if isinstance(self.head, nn.Linear):
+            nn.init.trunc_normal_(self.head.weight, std=.02)
+            nn.init.zeros_(self.head.bias)
+        # GPT-2 style rescale of the projections that write into the residual stream.
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.mixer.out_proj.weight /= math.sqrt(self.depth)
+
+    def dims(self) -> VimDims:
+        return VimDims.from_model(self)
+
+    def embed(self, images: Tensor) -> TokenState:
+        """Patch embed, class token at the middle, then the position embedding (resized to the
+        input's grid). Returns the initial token state."""
+        x, grid = self.patch_embed(images)
+        cls_position = None
+        if self.with_cls_token:
+            cls_position = x.shape[1] // 2
+            cls = self.cls_token.expand(x.shape[0], -1, -1)
+            x = torch.cat([x[:, :cls_position], cls, x[:, cls_position:]], dim=1)
+        pos_cls = self.pos_grid[0] * self.pos_grid[1] // 2 if self.with_cls_token else None
+        x = x + resize_pos_embed(self.pos_embed, self.pos_grid, grid, pos_cls)
+        records = self.reduction.record_flags() if self.reduction is not None else {}
+        return TokenState.create(x, cls_position, grid, **records)
+
+    def removed_per_layer(self, grid_size: tuple) -> List[int]:
+        """Tokens the reduction removes after each layer for this input grid (zeros without one)."""
+        if self.reduction is None:
+            return [0] * self.depth
+        return self.reduction.removed(self.dims(), grid_size, self.with_cls_token)
+
+    def forward_blocks(self, state: TokenState,
+                       on_layer: Optional[Callable[[int, TokenState], None]] = None) -> TokenState:
+        """Run every block, reducing tokens after the layers the schedule names. ``on_layer(i,
+        state)`` sees each block's output before that layer's reduction (dense features)."""
+        reduction = self.reduction
+        removed = self.removed_per_layer(state.grid_size)
+        for index, layer in enumerate(self.layers):
+            if reduction is not None and index == reduction.reactivate_at:
+                state = reduction.reactivate(state)
+            delta_activation = reduction.delta_activation(removed[index]) if reduction is not None else None
+            state.hidden, state.residual, score = layer(state.hidden, state.residual, delta_activation)
+            if on_layer is not None:
+                on_layer(index, state)
+            if removed[index]:
+                state = reduction.reduce(state, removed[index], score)
+        return state
+
+    def final_features(self, state: TokenState) -> Tensor:
+        """norm_f(residual + hidden) for every token (B, L, C)."""
+        return self.norm_f((state.residual + self.drop_path(state.hidden)).to(self.norm_f.weight.dtype))
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The class feature (B, C), read at the class token's tracked index."""
+        if not self.with_cls_token:
+            raise ValueError('forward_features reads the class token; this model was built with '
+                             'with_cls_token=False (use a dense backbone wrapper instead)')
+        state = self.forward_blocks(self.embed(images))
+        return state.read_cls(self.final_features(state))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.forward_features(images))
+
+
+def vim_arch(arch: str, **overrides) -> dict:
+    """Keyword arguments for a released size ('tiny' | 'small' | 'base'), with overrides."""
+    if arch not in VIM_ARCH:
+        raise ValueError(f'unknown Vim arch {arch!r}; choose one of {sorted(VIM_ARCH)}')
+    return {**VIM_ARCH[arch], **overrides}

@@ -1,0 +1,89 @@
+"""Backend selection for :mod:`mtr_mm.ops`.
+
+Every op has a pure-PyTorch implementation (any device, differentiable) and, on GPU machines, a
+fused CUDA one from ``mamba-ssm`` / ``causal-conv1d``. Those packages cannot even be imported
+without their compiled CUDA extensions, so they are looked up lazily, once, and a failure only
+means "not available".
+"""
+import functools
+import importlib
+
+import torch
+
+BACKENDS = ('auto', 'torch', 'cuda')
+_default_backend = 'auto'
+
+
+def set_ops_backend(name: str) -> None:
+    """Set the process-wide default backend: 'auto' (default), 'torch' or 'cuda'."""
+    global _default_backend
+    _default_backend = _check_name(name)
+
+
+def get_ops_backend() -> str:
+    return _default_backend
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f'unknown ops backend {name!r}; expected one of {BACKENDS}')
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _import_attr(module: str, attr: str):
+    """``module.attr``, or the exception that importing it raised."""
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except Exception as err:  # ImportError without CUDA, but also OSError / RuntimeError from CUDA libs
+        return err
+
+
+def _kernel_or_none(module: str, attr: str):
+    found = _import_attr(module, attr)
+    return None if isinstance(found, Exception) else found
+
+
+def selective_scan_kernel():
+    """mamba-ssm's ``selective_scan_fn``, or None when it cannot be imported."""
+    return _kernel_or_none('mamba_ssm.ops.selective_scan_interface', 'selective_scan_fn')
+
+
+def causal_conv1d_kernel():
+    """causal-conv1d's ``causal_conv1d_fn``, or None when it cannot be imported."""
+    return _kernel_or_none('causal_conv1d', 'causal_conv1d_fn')
+
+
+def clear_kernel_cache() -> None:
+    """Forget cached import results (for tests that install fake kernel modules)."""
+    _import_attr.cache_clear()
+
+
+def cuda_kernels_available() -> bool:
+    """True iff CUDA is usable and mamba-ssm's selective scan kernel imports."""
+    return torch.cuda.is_available() and selective_scan_kernel() is not None
+
+
+def _unavailable_reason() -> str:
+    if not torch.cuda.is_available():
+        return 'torch.cuda.is_available() is False'
+    err = _import_attr('mamba_ssm.ops.selective_scan_interface', 'selective_scan_fn')
+    return f'importing mamba_ssm failed ({type(err).__name__}: {err})'
+
+
+def resolve_backend(backend, x: torch.Tensor) -> str:
+    """Pick 'torch' or 'cuda' for an op on tensor ``x``.
+
+    ``backend=None`` means the process default; 'auto' uses the CUDA kernels only for CUDA tensors
+    when they are importable. An explicit 'cuda' that cannot be honoured raises instead of silently
+    falling back, so benchmarks and parity checks never measure the wrong implementation.
+    """
+    name = _default_backend if backend is None else _check_name(backend)
+    if name == 'auto':
+        return 'cuda' if x.is_cuda and cuda_kernels_available() else 'torch'
+    if name == 'cuda' and not cuda_kernels_available():
+        raise RuntimeError(
+            f"ops backend 'cuda' requested but the mamba-ssm CUDA kernels are unavailable: "
+            f"{_unavailable_reason()}. Install them on a GPU machine with `pip install -e .[cuda]`, "
+            f"or use backend 'torch' (set_ops_backend('torch') or backend='torch').")
+    return name

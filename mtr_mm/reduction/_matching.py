@@ -1,0 +1,139 @@
+"""Small pure tensor helpers shared by the reducers (scores, similarity, matching, ordering).
+
+Every function works per image on (B, L, ...) tensors and depends only on that image's own data, so
+planning an image alone gives the same result as planning it inside a batch. Sorting is always
+stable: ties are broken by the current token index, which is a function of the image alone.
+"""
+import operator
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .state import ReductionPlan, TokenState
+
+
+def num_non_cls(num_tokens: int, has_cls: bool) -> int:
+    """Tokens that may be scored / removed: every token but the class token."""
+    return num_tokens - int(bool(has_cls))
+
+
+def check_r(name: str, r, limit: int, num_tokens: int, has_cls: bool, why: str) -> int:
+    """Return r as an int if 0 <= r <= limit, else raise ValueError naming the limit and its reason.
+    Any integer type is accepted (python, numpy, 0-dim integer tensor), bools and floats are not."""
+    try:
+        if isinstance(r, bool):
+            raise TypeError
+        r = operator.index(r)
+    except TypeError:
+        raise ValueError(f'{name}: r must be a non-negative int, got {r!r}') from None
+    if r < 0:
+        raise ValueError(f'{name}: r must be >= 0, got {r}')
+    if r > limit:
+        cls_text = 'with' if has_cls else 'without'
+        raise ValueError(
+            f'{name}: cannot remove r={r} tokens from L={num_tokens} tokens ({cls_text} a class '
+            f'token): the limit is r <= {max(limit, 0)} ({why})')
+    return r
+
+
+def identity_plan(state: TokenState) -> ReductionPlan:
+    """Keep every token in its current order, remove nothing (apply_plan returns the state as is)."""
+    batch, length = state.positions.shape
+    device = state.positions.device
+    keep = torch.arange(length, device=device).expand(batch, length)
+    empty = torch.zeros(batch, 0, dtype=torch.long, device=device)
+    return ReductionPlan(keep=keep, source=empty, target=empty.clone(), merge=True)
+
+
+def block_features(state: TokenState) -> Tensor:
+    """The block output residual + hidden in fp32 (just hidden before the first block, residual=None)."""
+    if state.residual is None:
+        return state.hidden.float()
+    return state.residual.float() + state.hidden.float()
+
+
+def positive_sum(x: Tensor) -> Tensor:
+    """(B, L, C) -> (B, L): sum over channels of clamp(x, min=0), in fp32."""
+    return x.float().clamp(min=0).sum(-1)
+
+
+def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """(B, M, C) x (B, K, C) -> (B, M, K) cosine similarity, computed in fp32."""
+    a = F.normalize(a.float(), dim=-1)
+    b = F.normalize(b.float(), dim=-1)
+    return a @ b.transpose(1, 2)
+
+
+def ascending_non_cls(scores: Tensor, cls_mask: Tensor, descending: bool = False) -> Tensor:
+    """(B, L) token indices: the non-cls tokens sorted by score (ascending unless ``descending``),
+    then the class token last. Stable: equal scores keep their current index order."""
+    order = torch.argsort(scores, dim=1, descending=descending, stable=True)
+    is_cls = cls_mask.gather(1, order).to(torch.uint8)
+    return order.gather(1, torch.argsort(is_cls, dim=1, stable=True))
+
+
+def sort_by_position(positions: Tensor, index: Tensor) -> Tensor:
+    """Reorder token indices (B, K) by their original positions (restores spatial order)."""
+    order = torch.argsort(positions.gather(1, index), dim=1, stable=True)
+    return index.gather(1, order)
+
+
+def survivors(num_tokens: int, removed: Tensor) -> Tensor:
+    """(B, L - r) indices of the tokens not in ``removed`` (B, r), in current index order."""
+    batch = removed.shape[0]
+    flag = torch.zeros(batch, num_tokens, dtype=torch.uint8, device=removed.device)
+    flag.scatter_(1, removed, 1)
+    return torch.argsort(flag, dim=1, stable=True)[:, :num_tokens - removed.shape[1]]
+
+
+def drop_cls(index: Tensor, cls_mask: Optional[Tensor]) -> Tensor:
+    """Remove the class token (exactly one per image; ``cls_mask`` None: there is none) from the
+    token indices (B, K), keeping the others in their order."""
+    if cls_mask is None:
+        return index
+    order = torch.argsort(cls_mask.gather(1, index).to(torch.uint8), dim=1, stable=True)
+    return index.gather(1, order)[:, :index.shape[1] - 1]
+
+
+def nearest_survivor(positions: Tensor, keep: Tensor, source: Tensor,
+                     cls_mask: Optional[Tensor]) -> Tensor:
+    """For pruning: the non-cls survivor nearest in original sequence position to each removed token.
+
+    positions (B, L); keep (B, L') survivors; source (B, r) removed tokens; cls_mask (B, L) or None
+    without a class token. Returns (B, r) token indices (old indexing). A removed token halfway
+    between two survivors goes to the earlier one.
+    """
+    candidates = sort_by_position(positions, drop_cls(keep, cls_mask))
+    cand_pos = positions.gather(1, candidates).contiguous()
+    src_pos = positions.gather(1, source).contiguous()
+    right = torch.searchsorted(cand_pos, src_pos).clamp(max=cand_pos.shape[1] - 1)
+    left = (right - 1).clamp(min=0)
+    dist_left = (src_pos - cand_pos.gather(1, left)).abs()
+    dist_right = (cand_pos.gather(1, right) - src_pos).abs()
+    chosen = torch.where(dist_left <= dist_right, left, right)
+    return candidates.gather(1, chosen)
+
+
+def best_edges(similarity: Tensor, r: int) -> Tuple[Tensor, Tensor]:
+    """Soft matching on a (B, M, K) similarity: each row's most similar column, then the r rows
+    with the highest such similarity. Returns (rows (B, r), their columns (B, r)); ties go to the
+    lower row / column index."""
+    node_max, node_idx = similarity.max(dim=-1)
+    rows = torch.argsort(node_max, dim=-1, descending=True, stable=True)[:, :r]
+    return rows, node_idx.gather(1, rows)
+
+
+def check_choice(owner: str, knob: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f'{owner}: {knob} must be one of {list(choices)}, got {value!r}')
+
+
+def check_delta(owner: str, delta_score: Optional[Tensor], state: TokenState) -> Tensor:
+    if delta_score is None:
+        raise ValueError(f'{owner} needs the per-token delta_score (B, L) of the reducing layer')
+    if tuple(delta_score.shape) != tuple(state.positions.shape):
+        raise ValueError(f'{owner}: delta_score must have shape (B, L) = '
+                         f'{tuple(state.positions.shape)}, got {tuple(delta_score.shape)}')
+    return delta_score

@@ -1,0 +1,49 @@
+"""Reducer interface and registry. One file per method registers itself here by name."""
+from typing import Optional, Union
+
+from mmengine.registry import Registry
+from torch import Tensor
+
+from .state import ReductionPlan, TokenState
+
+REDUCERS = Registry('token reducer')
+
+
+class BaseReducer:
+    """Chooses which tokens leave at one layer; ``apply_plan`` does the rest.
+
+    needs_delta: the mixer must return its per-token Δ score at the reducing layers.
+    preserves_order: survivors keep their original spatial order.
+    """
+    needs_delta = False
+    preserves_order = True
+
+    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+        raise NotImplementedError
+
+    def max_r(self, num_tokens: int, has_cls: bool) -> int:
+        """The most tokens this method can remove at one layer of ``num_tokens`` tokens."""
+        raise NotImplementedError
+
+    def overhead_flops(self, num_tokens: int, r: int, embed_dims: int) -> float:
+        """Multiply-accumulates the reduction itself costs at one layer, for the FLOPs counter."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        options = ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
+        return f'{type(self).__name__}({options})'
+
+
+def build_reducer(cfg: Union[str, dict, BaseReducer]) -> BaseReducer:
+    """Build a reducer from its registered name (``'mtr'``) or a config dict
+    (``dict(type='mtr', keep_ratio=0.5)``); a reducer instance is returned as is."""
+    if isinstance(cfg, BaseReducer):
+        return cfg
+    if isinstance(cfg, str):
+        cfg = dict(type=cfg)
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise ValueError(f'a reducer config is a registered name or a dict with a "type" key, got {cfg!r}')
+    name = cfg['type']
+    if name not in REDUCERS.module_dict:
+        raise ValueError(f'unknown reducer {name!r}; registered reducers: {sorted(REDUCERS.module_dict)}')
+    return REDUCERS.build(dict(cfg))

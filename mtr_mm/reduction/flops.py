@@ -1,0 +1,87 @@
+"""Analytic FLOPs of Vim, following the live token count of every layer.
+
+Convention (docs/flops.md): multiply-accumulates. The community number (Vim-T/S/B at 224:
+1.45 / 5.08 / 18.87 G) counts ONE scan direction; ``directions=2`` counts both. Per layer with L
+tokens: in_proj L·C·2E, out_proj L·E·C; per direction: conv L·E·K, x_proj L·E·(R+2N),
+dt_proj L·R·E, scan 9·L·E·N + L·E (D skip) + L·E (z gate). Plus patch embed and head.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+
+@dataclass(frozen=True)
+class VimDims:
+    embed_dims: int
+    depth: int
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int = 0
+    patch_size: int = 16
+    in_channels: int = 3
+    num_classes: int = 1000
+
+    @property
+    def inner(self) -> int:
+        return self.expand * self.embed_dims
+
+    @classmethod
+    def from_model(cls, model) -> 'VimDims':
+        head = getattr(model.head, 'out_features', 0)
+        return cls(embed_dims=model.embed_dims, depth=model.depth, d_state=model.d_state, d_conv=model.d_conv,
+                   expand=model.expand, dt_rank=model.dt_rank, patch_size=model.patch_embed.patch_size,
+                   in_channels=model.patch_embed.proj.in_channels, num_classes=head)
+
+
+def scan_direction_flops(num_tokens: int, dims: VimDims) -> float:
+    """One scan direction of one layer: conv, x_proj, dt_proj, scan, D skip and z gate."""
+    L, E, N, R, K = num_tokens, dims.inner, dims.d_state, dims.dt_rank, dims.d_conv
+    return L * E * K + L * E * (R + 2 * N) + L * R * E + 9 * L * E * N + 2 * L * E
+
+
+def layer_flops(num_tokens: int, dims: VimDims, directions: int = 1) -> float:
+    L, C, E = num_tokens, dims.embed_dims, dims.inner
+    return L * C * 2 * E + L * E * C + directions * scan_direction_flops(num_tokens, dims)
+
+
+def stem_head_flops(num_patches: int, dims: VimDims) -> float:
+    patch = num_patches * dims.in_channels * dims.patch_size**2 * dims.embed_dims
+    return patch + dims.embed_dims * dims.num_classes
+
+
+def tokens_per_layer(num_tokens: int, depth: int, removed: Sequence[int]) -> List[int]:
+    """Token count each layer runs on, when ``removed[i]`` tokens leave after layer i."""
+    counts = []
+    for i in range(depth):
+        counts.append(num_tokens)
+        num_tokens -= removed[i]
+    return counts
+
+
+@dataclass
+class FlopsReport:
+    tokens: List[int]                  # tokens each layer runs on
+    layers: List[float]                # per-layer FLOPs (the chosen convention)
+    overhead: List[float]              # reduction overhead after each layer
+    stem_head: float
+    directions: int
+
+    @property
+    def total(self) -> float:
+        return sum(self.layers) + sum(self.overhead) + self.stem_head
+
+
+def vim_flops(dims: VimDims, num_patches: int, num_tokens: int, removed: Optional[Sequence[int]] = None,
+              reducer=None, directions: int = 1, reactivate_at: Optional[int] = None) -> FlopsReport:
+    """FLOPs of a Vim forward in which ``removed[i]`` tokens leave after layer i (overhead from
+    ``reducer.overhead_flops``). ``reactivate_at`` brings the full sequence back before that layer."""
+    removed = list(removed) if removed is not None else [0] * dims.depth
+    tokens = tokens_per_layer(num_tokens, dims.depth, removed)
+    if reactivate_at is not None:
+        tokens[reactivate_at:] = [num_tokens] * (dims.depth - reactivate_at)
+    overhead = [
+        reducer.overhead_flops(tokens[i], removed[i], dims.embed_dims) if reducer is not None and removed[i] else 0.
+        for i in range(dims.depth)
+    ]
+    return FlopsReport(tokens=tokens, layers=[layer_flops(n, dims, directions) for n in tokens],
+                       overhead=overhead, stem_head=stem_head_flops(num_patches, dims), directions=directions)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Multi-GPU (or multi-process CPU with --cfg-options env_cfg.dist_cfg.backend=gloo) train on one
+# node through torchrun and mmengine's distributed runner.
+#   bash tools/dist_train.sh CONFIG GPUS [extra tools/train.py args]
+CONFIG=$1
+GPUS=$2
+shift 2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+$PYTHON -m torch.distributed.run --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
+    --nproc_per_node=$GPUS --master_port=$PORT "$(dirname "$0")/train.py" $CONFIG --launcher pytorch "$@"

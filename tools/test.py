@@ -1,0 +1,88 @@
+"""Evaluate a config (classification, segmentation or detection) with mmengine's Runner.
+
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out OUT] [--show-dir DIR]
+                         [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+
+The library (mmpretrain / mmseg / mmdet) is chosen from the config's default_scope. CHECKPOINT may
+be an official hustvl/Vim file (converted on the fly, loaded safely) or one saved by tools/train.py.
+Multi-GPU: tools/dist_test.sh; clusters: tools/slurm_test.sh.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.model import is_model_wrapper  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mtr_mm.apis import load_config, task_library  # noqa: E402
+from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a Vim / MTR model')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (official Vim or this project\'s)')
+    parser.add_argument('--work-dir', help='where logs and metrics go (default ./work_dirs/CONFIG_NAME)')
+    parser.add_argument('--out', help='classification/detection: a .pkl of raw predictions; '
+                        'segmentation: a folder for the predicted label maps')
+    parser.add_argument('--show-dir', help='save pictures of the predictions (and token maps) here')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def configure_outputs(cfg, args):
+    """Apply --out and --show-dir the way each library's own test.py does."""
+    scope = cfg.default_scope
+    if args.out:
+        if scope == 'mmseg':
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+        else:
+            if not args.out.endswith(('.pkl', '.pickle')):
+                raise ValueError(f'--out must be a .pkl file for {scope}, got {args.out!r}')
+            dump = dict(type='DumpDetResults' if scope == 'mmdet' else 'DumpResults', out_file_path=args.out)
+            evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+            cfg.test_evaluator = [*evaluators, dump]
+    if args.show_dir:
+        hook = cfg.default_hooks.visualization
+        if scope == 'mmpretrain':
+            hook.update(enable=True, out_dir=args.show_dir, interval=1)
+        elif scope == 'mmseg':
+            hook.update(draw=True, interval=1)
+            cfg.visualizer['save_dir'] = args.show_dir
+        else:
+            hook.update(draw=True, interval=1, test_out_dir=osp.abspath(args.show_dir))
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='TokenVisualizationHook', out_dir=args.show_dir)]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    task_library(cfg)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = None  # the checkpoint is loaded below, through the safe official-aware loader
+    configure_outputs(cfg, args)
+
+    runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if args.checkpoint:
+        load_model_checkpoint(model, args.checkpoint)
+        runner.logger.info(f'loaded checkpoint {args.checkpoint}')
+    else:  # the config's own init (e.g. a Pretrained backbone), else random weights
+        model.init_weights()
+        runner.logger.warning('no checkpoint given: testing the initial weights of the config')
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
