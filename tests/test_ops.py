@@ -180,11 +180,19 @@ def test_rms_norm_keeps_low_precision_dtype():
 
 # ---------------------------------------------------------------- backend dispatch
 
-def run_all_ops(backend):
-    x = make_scan_inputs(1, 4, 2, 5)
-    selective_scan(**x, backend=backend)
-    causal_conv1d(torch.randn(1, 4, 5), torch.randn(4, 4), backend=backend)
-    rms_norm(torch.randn(2, 4), torch.ones(4), backend=backend)
+def call_scan(backend):
+    return selective_scan(**make_scan_inputs(1, 4, 2, 5), backend=backend)
+
+
+def call_conv(backend):
+    return causal_conv1d(torch.randn(1, 4, 5), torch.randn(4, 3), backend=backend)
+
+
+def call_norm(backend):
+    return rms_norm(torch.randn(2, 4), torch.ones(4), backend=backend)
+
+
+ALL_OPS = [call_scan, call_conv, call_norm]
 
 
 def test_backend_setting_roundtrip():
@@ -202,22 +210,22 @@ def hide_module(monkeypatch, name):
     monkeypatch.setitem(sys.modules, name, None)
 
 
-@pytest.mark.parametrize('how', ['per_call', 'process_default'])
-def test_cuda_request_without_kernels_raises(monkeypatch, how):
+@pytest.mark.parametrize('op', ALL_OPS)
+@pytest.mark.parametrize('per_call', [True, False])
+def test_cuda_request_without_kernels_raises(monkeypatch, op, per_call):
     hide_module(monkeypatch, 'mamba_ssm')
     assert not cuda_kernels_available()
-    if how == 'process_default':
+    if not per_call:
         set_ops_backend('cuda')
-    for op in (lambda b: run_all_ops(b),):
-        with pytest.raises(RuntimeError, match=r"pip install -e \.\[cuda\].*backend 'torch'"):
-            op('cuda' if how == 'per_call' else None)
+    with pytest.raises(RuntimeError, match=r"pip install -e \.\[cuda\].*backend 'torch'"):
+        op('cuda' if per_call else None)
 
 
 def test_auto_on_cpu_uses_torch(monkeypatch):
     install_fake_kernels(monkeypatch)  # even with kernels importable, CPU tensors stay on torch
-    assert ops_backend.resolve_backend('auto', torch.zeros(1)) == 'torch'
-    run_all_ops('auto')
-    run_all_ops(None)
+    assert cuda_kernels_available()
+    for op in ALL_OPS:
+        assert not (op('auto') == 7).all() and not (op(None) == 7).all()
     assert FakeKernel.calls == []
 
 

@@ -115,8 +115,8 @@ class BiMambaMixer(nn.Module):
         y = selective_scan(u, delta, -torch.exp(branch.A_log.float()), b.transpose(1, 2), c.transpose(1, 2),
                            branch.D.float(), z=z, delta_bias=branch.dt_proj.bias.float(), delta_softplus=True)
         score = None
-        if delta_activation is not None:
-            delta = delta.float() + branch.dt_proj.bias.float()[:, None]
+        if delta_activation is not None:  # at least fp32, also under bf16 autocast
+            delta = delta.to(torch.promote_types(delta.dtype, torch.float32)) + branch.dt_proj.bias[:, None]
             score = (F.softplus(delta) if delta_activation == 'softplus' else delta).mean(1)
         return y, score
 
@@ -136,8 +136,8 @@ class VimBlock(nn.Module):
 
     def __init__(self, dims: int, drop_path: float = 0., **mixer_kwargs):
         super().__init__()
+        self.mixer = BiMambaMixer(dims, **mixer_kwargs)  # before norm: the official key order
         self.norm = RMSNorm(dims)
-        self.mixer = BiMambaMixer(dims, **mixer_kwargs)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, hidden: Tensor, residual: Optional[Tensor], delta_activation: Optional[str] = None):
@@ -211,7 +211,7 @@ class VisionMamba(nn.Module):
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + int(with_cls_token), embed_dims))
         self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
-        drop_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        drop_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as released
         self.layers = nn.ModuleList(
             VimBlock(embed_dims, drop_path=rate, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=self.dt_rank)
             for rate in drop_rates)

@@ -4,25 +4,7 @@
 # Cascade Mask R-CNN with ViTDet's heads: 2-conv RPN head, 4conv1fc box heads and mask head with
 # LayerNorm, class-agnostic box regression.
 norm_cfg = dict(type='LN2d', eps=1e-6)  # registered by mtr_mm.models
-image_size = (1024, 1024)
 embed_dims = 192
-
-
-def cascade_bbox_head(target_stds):
-    return dict(
-        type='Shared4Conv1FCBBoxHead', in_channels=256, conv_out_channels=256, fc_out_channels=1024,
-        roi_feat_size=7, num_classes=80, norm_cfg=norm_cfg, reg_class_agnostic=True,
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=target_stds),
-        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-        loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
-
-
-def rcnn_stage(iou):
-    return dict(
-        assigner=dict(type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou, min_pos_iou=iou,
-                      match_low_quality=False, ignore_iof_thr=-1),
-        sampler=dict(type='RandomSampler', num=512, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
-        mask_size=28, pos_weight=-1, debug=False)
 
 
 model = dict(
@@ -30,11 +12,10 @@ model = dict(
     data_preprocessor=dict(
         type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True, pad_mask=True, pad_size_divisor=32,
-        batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
+        batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)]),
     backbone=dict(
         type='VimBackbone', arch='tiny', img_size=1024, patch_size=16, stride=16, out_type='featmap',
-        out_indices=[23], feature='block', drop_path_rate=0.1, reduction=None,
-        init_cfg=None),  # fine-tuning: dict(type='Pretrained', checkpoint='vim_t_midclstok_76p1acc.pth')
+        out_indices=[23], feature='block', drop_path_rate=0.1),  # leaves: init_cfg=dict(type='Pretrained', checkpoint=...)
     neck=dict(type='SimpleFeaturePyramid', in_channels=embed_dims, out_channels=256, scales=(4, 2, 1, 0.5),
               num_outs=5, norm_cfg=norm_cfg),
     rpn_head=dict(
@@ -47,8 +28,14 @@ model = dict(
         type='CascadeRoIHead', num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
         bbox_roi_extractor=dict(type='SingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
                                 out_channels=256, featmap_strides=[4, 8, 16, 32]),
-        bbox_head=[cascade_bbox_head(stds) for stds in
-                   ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])],
+        # one box head per stage, regression targets tighter at each stage
+        bbox_head=[
+            dict(type='Shared4Conv1FCBBoxHead', in_channels=256, conv_out_channels=256, fc_out_channels=1024,
+                 roi_feat_size=7, num_classes=80, norm_cfg=norm_cfg, reg_class_agnostic=True,
+                 bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=stds),
+                 loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+                 loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
+            for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])],
         mask_roi_extractor=dict(type='SingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
                                 out_channels=256, featmap_strides=[4, 8, 16, 32]),
         mask_head=dict(type='FCNMaskHead', num_convs=4, in_channels=256, conv_out_channels=256, num_classes=80,
@@ -60,7 +47,14 @@ model = dict(
             sampler=dict(type='RandomSampler', num=256, pos_fraction=0.5, neg_pos_ub=-1, add_gt_as_proposals=False),
             allowed_border=-1, pos_weight=-1, debug=False),
         rpn_proposal=dict(nms_pre=2000, max_per_img=2000, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
-        rcnn=[rcnn_stage(iou) for iou in (0.5, 0.6, 0.7)]),
+        # one assigner per stage, IoU threshold rising 0.5 / 0.6 / 0.7
+        rcnn=[
+            dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou, min_pos_iou=iou,
+                               match_low_quality=False, ignore_iof_thr=-1),
+                 sampler=dict(type='RandomSampler', num=512, pos_fraction=0.25, neg_pos_ub=-1,
+                              add_gt_as_proposals=True),
+                 mask_size=28, pos_weight=-1, debug=False)
+            for iou in (0.5, 0.6, 0.7)]),
     test_cfg=dict(
         rpn=dict(nms_pre=1000, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
         rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=100, mask_thr_binary=0.5)))

@@ -3,19 +3,17 @@
 # Head widths follow the released Vim configs: UPerHead channels = embed dims (192 for Vim-T,
 # 384 for Vim-S) rather than mmseg's 512 for ViT-B; FCN auxiliary head on the layer-17 map.
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # plain BN when not distributed (mmengine reverts it)
-crop_size = (512, 512)
 embed_dims = 192
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=dict(
         type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=crop_size,
+        bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(512, 512),  # training crops
         # whole-image inference: pad to whole patches (cropped off the prediction again)
         test_cfg=dict(size_divisor=16)),
     backbone=dict(
         type='VimBackbone', arch='tiny', img_size=512, patch_size=16, stride=16, out_type='featmap',
-        out_indices=[5, 11, 17, 23], feature='hidden', drop_path_rate=0.1, reduction=None,
-        init_cfg=None),  # fine-tuning: dict(type='Pretrained', checkpoint='vim_t_midclstok_76p1acc.pth')
+        out_indices=[5, 11, 17, 23], feature='hidden', drop_path_rate=0.1),  # leaves: init_cfg=dict(type='Pretrained', checkpoint=...)
     neck=dict(type='MultiLevelNeck', in_channels=[embed_dims] * 4, out_channels=embed_dims, scales=[4, 2, 1, 0.5]),
     decode_head=dict(
         type='UPerHead', in_channels=[embed_dims] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),

@@ -1,0 +1,114 @@
+"""The reduction engine inside the Vim forward: FLOPs counter, schedules, and the model-level
+promises every reducer keeps (r=0 exactness, token counts, cls tracking, batch invariance)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mtr_mm.models import VisionMamba, vim_arch
+from mtr_mm.reduction import REDUCERS, TokenReduction, VimDims, vim_flops
+
+METHODS = sorted(REDUCERS.module_dict)
+LAYERS = [4, 8, 12, 16, 20]
+DIMS = {'tiny': VimDims(192, 24, dt_rank=12), 'small': VimDims(384, 24, dt_rank=24),
+        'base': VimDims(768, 24, dt_rank=48)}
+
+
+@pytest.mark.parametrize('arch, one_dir, two_dir', [('tiny', 1.45, 1.82), ('small', 5.08, 5.91),
+                                                    ('base', 18.87, 20.89)])
+def test_flops_counter_matches_published_numbers(arch, one_dir, two_dir):
+    assert vim_flops(DIMS[arch], 196, 197).total / 1e9 == pytest.approx(one_dir, rel=0.01)
+    assert vim_flops(DIMS[arch], 196, 197, directions=2).total / 1e9 == pytest.approx(two_dir, rel=0.01)
+
+
+def test_flops_counter_against_hand_count_of_one_layer():
+    dims = VimDims(8, 1, d_state=2, d_conv=3, expand=2, dt_rank=1, patch_size=2, in_channels=1, num_classes=5)
+    L, C, E, N, R, K = 3, 8, 16, 2, 1, 3
+    per_direction = L * E * K + L * E * (R + 2 * N) + L * R * E + 9 * L * E * N + 2 * L * E
+    expected = 3 * L * C * E + per_direction + 2 * 1 * 4 * C + C * 5  # + patch embed of 2 patches + head
+    assert vim_flops(dims, 2, L).total == expected
+
+
+@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+@pytest.mark.parametrize('target', [0.2, 0.3, 0.4])
+def test_target_schedule_reaches_flops_reduction(method, arch, target):
+    reduction = TokenReduction(method, dict(layers=LAYERS, flops_reduction=target))
+    report = reduction.flops(DIMS[arch], (14, 14), has_cls=True)
+    achieved = 1 - report.total / vim_flops(DIMS[arch], 196, 197).total
+    assert abs(achieved - target) <= 0.01, (achieved, report.tokens)
+
+
+def tiny_model(reduction=None, depth=6, **kwargs):
+    torch.manual_seed(0)
+    return VisionMamba(img_size=64, num_classes=10, reduction=reduction,
+                       **vim_arch('tiny', embed_dims=64, depth=depth), **kwargs).eval()
+
+
+@pytest.mark.parametrize('schedule, message', [
+    (dict(layers=[1], keep_ratio=1.5), r'keep_ratio 1.5 must be in \(0, 1\]'),
+    (dict(layers=[1], keep_ratio=-0.1), r'keep_ratio -0.1 must be in \(0, 1\]'),
+    (dict(layers=[9], r=1), r'layers \[9\] out of range.*\[0, 4\]'),
+    (dict(layers=[1, 2], r=7), 'removes 14 of 16 tokens; at most 12'),
+    (dict(layers=[1], r=1.5), 'whole number'),
+    (dict(layers=[1], flops_reduction=1.2), r'flops_reduction 1.2 must be in \[0, 1\)'),
+    (dict(layers=[1], flops_reduction=0.9), 'out of reach'),
+    (dict(layers=[1], r=1, keep_ratio=0.5), 'exactly one of'),
+])
+def test_invalid_schedules_fail_at_build_time(schedule, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model(dict(method='mtr', schedule=schedule))
+
+
+def test_r_impossible_for_method_fails_at_build_time():
+    with pytest.raises(ValueError):  # ToMe merges at most half the tokens per layer
+        tiny_model(dict(method='tome', schedule=dict(layers=[1], r=12)))
+    with pytest.raises(ValueError, match='unknown reducer'):
+        tiny_model(dict(method='nope', schedule=dict(layers=[1], r=1)))
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_r_zero_equals_unreduced_model_exactly(method):
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        plain = tiny_model()(images)
+        reduced = tiny_model(dict(method=method, schedule=dict(layers=[1, 3], r=0)))(images)
+    assert torch.equal(plain, reduced)
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_token_counts_cls_tracking_batch_invariance_determinism(method):
+    model = tiny_model(dict(method=method, schedule=dict(layers=[0, 2, 3], r=[3, 2, 4])))
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    counts = []
+    with torch.no_grad():
+        state = model.forward_blocks(model.embed(images), lambda i, s: counts.append(s.num_tokens))
+        assert counts == [17, 14, 14, 12, 8, 8]
+        # the class token is read where it really is: its own original position
+        assert (state.positions.gather(1, state.cls_index[:, None]) == 8).all()
+        batched = model(images)
+        alone = torch.cat([model(images[i:i + 1]) for i in range(3)])
+        again = model(images)
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
+    assert torch.equal(batched, again)
+    # reduction changed the output (a reducer that silently does nothing would pass the rest)
+    with torch.no_grad():
+        assert not torch.allclose(batched, tiny_model()(images))
+
+
+def test_mtr_scores_tokens_by_both_directions_delta():
+    """The Δ score the mixer reports equals mean_E softplus(dt_proj(x_proj(u))) of the forward
+    branch plus the backward branch's, flipped back — recomputed here step by step in float64."""
+    model = tiny_model(depth=1)
+    mixer = model.layers[0].mixer.double()
+    h = torch.randn(2, 7, 64, dtype=torch.float64)
+    _, score = mixer(h, delta_activation='softplus')
+    x, _ = mixer.in_proj(h).transpose(1, 2).chunk(2, dim=1)
+
+    def branch_delta(x, conv, x_proj, dt_proj):
+        u = F.silu(F.conv1d(x, conv.weight, conv.bias, padding=conv.kernel_size[0] - 1, groups=x.shape[1])[..., :7])
+        dt = x_proj(u.transpose(1, 2))[..., :mixer.dt_rank]
+        return F.softplus(dt_proj(dt)).mean(-1)
+
+    expected = branch_delta(x, mixer.conv1d, mixer.x_proj, mixer.dt_proj) + branch_delta(
+        x.flip(-1), mixer.conv1d_b, mixer.x_proj_b, mixer.dt_proj_b).flip(-1)
+    torch.testing.assert_close(score, expected)

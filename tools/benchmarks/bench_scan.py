@@ -1,0 +1,187 @@
+"""Time the selective scan: plain per-step loop vs mtr_mm's chunked scan (and the CUDA kernel on GPU).
+
+    python tools/benchmarks/bench_scan.py                     # Vim-T shapes on CPU
+    python tools/benchmarks/bench_scan.py --dim 1536 --length 1025 --repeats 5
+    python tools/benchmarks/bench_scan.py --device cuda       # adds mamba-ssm's kernel if importable
+
+Implementations run interleaved (one call of each per round, order rotating) after a warm-up, so
+drifting machine load hits all of them alike; medians are reported. Writes <out-dir>/<name>.md
+and <name>.json.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import torch
+import torch.nn.functional as F
+
+from mtr_mm.ops import cuda_kernels_available
+from mtr_mm.ops.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan, selective_scan_torch
+
+
+def loop_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True):
+    """The textbook per-step loop: precompute exp(ΔA) and ΔBu for all steps, then recur token by token."""
+    out_dtype = u.dtype
+    u, delta, A, B, C = (t.float() for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    decay = torch.exp(delta[..., None] * A[:, None])                       # (b, E, L, N)
+    inputs = (delta * u)[..., None] * B.transpose(1, 2)[:, None]           # (b, E, L, N)
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[2]):
+        h = decay[:, :, t] * h + inputs[:, :, t]
+        ys.append(torch.einsum('ben,bn->be', h, C[:, :, t]))
+    y = torch.stack(ys, -1)
+    if D is not None:
+        y = y + D.float()[:, None] * u
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(out_dtype)
+
+
+def make_inputs(batch, dim, state, length, device, seed=0):
+    """Inputs shaped and initialised like a Vim mixer's (S4D-real A, Mamba's dt init)."""
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.exp(torch.rand(dim, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    inputs = dict(
+        u=torch.randn(batch, dim, length, generator=g),
+        delta=torch.randn(batch, dim, length, generator=g) * 0.5,
+        A=-torch.arange(1, state + 1, dtype=torch.float32).repeat(dim, 1),
+        B=torch.randn(batch, state, length, generator=g),
+        C=torch.randn(batch, state, length, generator=g),
+        D=torch.ones(dim),
+        z=torch.randn(batch, dim, length, generator=g),
+        delta_bias=dt + torch.log(-torch.expm1(-dt)),  # inverse softplus: Δ starts near dt
+    )
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def implementations(device, chunk_size):
+    impls = {
+        'loop (reference)': loop_scan,
+        f'chunked torch (T={chunk_size})': lambda **x: selective_scan_torch(**x, chunk_size=chunk_size),
+    }
+    if device.type == 'cuda' and cuda_kernels_available():
+        impls['mamba-ssm CUDA kernel'] = lambda **x: selective_scan(**x, backend='cuda')
+    return impls
+
+
+def time_call(fn, inputs, device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn(**inputs)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, out
+
+
+def run(impls, inputs, device, warmup, repeats):
+    """Median seconds per implementation and each output, interleaving calls round by round."""
+    names = list(impls)
+    times = {name: [] for name in names}
+    outputs = {}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for name in names:
+                outputs[name] = time_call(impls[name], inputs, device)[1]
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                times[name].append(time_call(impls[name], inputs, device)[0])
+    return times, outputs
+
+
+def max_rel_err(y, ref):
+    return ((y.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
+
+
+def summarise(times, outputs):
+    ref_name = next(iter(times))
+    ref_median = statistics.median(times[ref_name])
+    return [
+        dict(name=name,
+             median_ms=1e3 * statistics.median(ts),
+             min_ms=1e3 * min(ts),
+             speedup=ref_median / statistics.median(ts),
+             max_rel_err=max_rel_err(outputs[name], outputs[ref_name]))
+        for name, ts in times.items()
+    ]
+
+
+def markdown_table(rows):
+    lines = ['| implementation | median ms | min ms | speed-up vs loop | max rel err vs loop |',
+             '|---|---:|---:|---:|---:|']
+    lines += [f"| {r['name']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['speedup']:.2f}x "
+              f"| {r['max_rel_err']:.1e} |" for r in rows]
+    return '\n'.join(lines)
+
+
+def environment(device):
+    env = dict(torch=torch.__version__, python=platform.python_version(),
+               threads=torch.get_num_threads(), device=str(device),
+               cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count())
+    if device.type == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name(device)
+    return env
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--dim', type=int, default=384, help='inner channels E (Vim-T: 384)')
+    p.add_argument('--state', type=int, default=16, help='state size N')
+    p.add_argument('--length', type=int, default=197, help='tokens L (Vim at 224px: 197)')
+    p.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--repeats', type=int, default=15)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch\'s)')
+    p.add_argument('--out-dir', default='docs/benchmarks')
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    shape = dict(batch=args.batch, dim=args.dim, state=args.state, length=args.length)
+    inputs = make_inputs(**shape, device=device)
+    times, outputs = run(implementations(device, args.chunk_size), inputs, device,
+                         args.warmup, args.repeats)
+    rows = summarise(times, outputs)
+
+    title = ('selective scan, batch {batch}, E={dim}, N={state}, L={length}'.format(**shape)
+             + f', {device.type}, {args.repeats} repeats')
+    table = markdown_table(rows)
+    print(title + '\n' + table)
+
+    env = environment(device)
+    stamp = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    name = 'scan_b{batch}_e{dim}_n{state}_l{length}'.format(**shape) + f'_{device.type}'
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, name + '.md'), 'w') as f:
+        f.write(f'# {title}\n\n{table}\n\n'
+                f'Forward only, no grad; medians of interleaved runs after {args.warmup} warm-up '
+                f'rounds. Errors are relative to the loop\'s max |y|.\n\n'
+                f"Measured {stamp}: torch {env['torch']}, {env['threads']} threads, "
+                f"{env.get('gpu', env['cpu'])}.\n\n"
+                f'Command: `python tools/benchmarks/bench_scan.py --batch {args.batch} --dim {args.dim} '
+                f'--state {args.state} --length {args.length} --repeats {args.repeats} '
+                f'--device {args.device}`\n')
+    with open(os.path.join(args.out_dir, name + '.json'), 'w') as f:
+        json.dump(dict(config=vars(args), environment=env, measured=stamp, results=rows,
+                       times_ms={k: [1e3 * t for t in v] for k, v in times.items()}), f, indent=2)
+    print(f'wrote {os.path.join(args.out_dir, name)}.{{md,json}}')
+
+
+if __name__ == '__main__':
+    main()
