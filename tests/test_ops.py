@@ -73,16 +73,30 @@ def clean_backend_state():
 @pytest.mark.parametrize('batch,dim,state,length', [
     (2, 8, 4, 1),
     (2, 8, 4, 37),      # not a multiple of any chunk size used below
-    (1, 16, 16, 64),    # a multiple of them
+    (1, 16, 16, 64),    # a multiple of all of them
     (2, 24, 16, 197),   # Vim's 196 patches + cls token
 ])
-@pytest.mark.parametrize('chunk_size', [None, 5, 16])
-def test_scan_matches_reference(batch, dim, state, length, chunk_size):
+@pytest.mark.parametrize('layout', [
+    dict(),                                 # defaults
+    dict(chunk_size=5),
+    dict(chunk_size=16),
+    dict(chunk_size=4, block_numel=1),      # one chunk per block
+    dict(chunk_size=3, block_numel=3000),   # a few chunks per block, several blocks
+], ids=['default', 'T5', 'T16', 'T4-1chunk-blocks', 'T3-multichunk-blocks'])
+def test_scan_matches_reference(batch, dim, state, length, layout):
     x = make_scan_inputs(batch, dim, state, length)
-    kwargs = {} if chunk_size is None else dict(chunk_size=chunk_size)
-    y = selective_scan_torch(**x, **kwargs)
+    y = selective_scan_torch(**x, **layout)
     assert y.shape == (batch, dim, length) and y.dtype == torch.float32
     assert rel_err(y, reference_scan(**x)) <= 1e-5
+
+
+def test_scan_accepts_strided_inputs():
+    # In Vim, B and C are slices of x_proj's output: (batch, N, L) views with L not innermost.
+    x = make_scan_inputs(2, 8, 4, 30)
+    for name in ('u', 'B', 'C', 'delta'):
+        x[name] = x[name].transpose(1, 2).contiguous().transpose(1, 2)
+    assert not x['B'].is_contiguous()
+    assert rel_err(selective_scan(**x), reference_scan(**x)) <= 1e-5
 
 
 @pytest.mark.parametrize('drop', ['D', 'z', 'delta_bias'])
@@ -221,50 +235,49 @@ def test_cuda_request_without_kernels_raises(monkeypatch, op, per_call):
         op('cuda' if per_call else None)
 
 
-def test_auto_on_cpu_uses_torch(monkeypatch):
-    install_fake_kernels(monkeypatch)  # even with kernels importable, CPU tensors stay on torch
-    assert cuda_kernels_available()
-    for op in ALL_OPS:
-        assert not (op('auto') == 7).all() and not (op(None) == 7).all()
-    assert FakeKernel.calls == []
-
-
-class FakeKernel:
-    """Stands in for a CUDA kernel: records how it was called, returns a marker tensor."""
+def install_fake_kernels(monkeypatch, with_conv=True):
+    """Make the CUDA path reachable on CPU: CUDA 'available' and fake kernel modules that record
+    their calls and return a marker tensor of 7s. Returns the list of recorded calls."""
     calls = []
 
-    def __init__(self, name):
-        self.name = name
+    def fake_kernel(name):
+        def kernel(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return torch.full_like(args[0], 7.0)
+        return kernel
 
-    def __call__(self, *args, **kwargs):
-        FakeKernel.calls.append((self.name, args, kwargs))
-        return torch.full_like(args[0], 7.0)
-
-
-def install_fake_kernels(monkeypatch, conv=True):
-    FakeKernel.calls = []
+    interface = types.ModuleType('mamba_ssm.ops.selective_scan_interface')
+    interface.selective_scan_fn = fake_kernel('scan')
     modules = {'mamba_ssm': types.ModuleType('mamba_ssm'),
                'mamba_ssm.ops': types.ModuleType('mamba_ssm.ops'),
-               'mamba_ssm.ops.selective_scan_interface':
-                   types.ModuleType('mamba_ssm.ops.selective_scan_interface')}
-    modules['mamba_ssm.ops.selective_scan_interface'].selective_scan_fn = FakeKernel('scan')
-    if conv:
+               'mamba_ssm.ops.selective_scan_interface': interface}
+    if with_conv:
         modules['causal_conv1d'] = types.ModuleType('causal_conv1d')
-        modules['causal_conv1d'].causal_conv1d_fn = FakeKernel('conv')
+        modules['causal_conv1d'].causal_conv1d_fn = fake_kernel('conv')
     else:
         hide_module(monkeypatch, 'causal_conv1d')
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    return calls
+
+
+def test_auto_and_torch_on_cpu_tensors_never_call_kernels(monkeypatch):
+    calls = install_fake_kernels(monkeypatch)
+    assert cuda_kernels_available()
+    for op in ALL_OPS:
+        for backend in ('auto', None, 'torch'):
+            assert not (op(backend) == 7).all()
+    assert calls == []
 
 
 def test_cuda_scan_forwards_documented_arguments(monkeypatch):
-    install_fake_kernels(monkeypatch)
+    calls = install_fake_kernels(monkeypatch)
     assert cuda_kernels_available()
     x = make_scan_inputs(2, 4, 3, 6)
     y = selective_scan(**x, delta_softplus=False, backend='cuda')
     assert (y == 7).all()
-    [(name, args, kwargs)] = FakeKernel.calls
+    [(name, args, kwargs)] = calls
     assert name == 'scan'
     assert len(args) == 5 and all(a is x[k] for a, k in zip(args, ['u', 'delta', 'A', 'B', 'C']))
     assert kwargs.keys() == {'D', 'z', 'delta_bias', 'delta_softplus'}
@@ -273,28 +286,29 @@ def test_cuda_scan_forwards_documented_arguments(monkeypatch):
 
 
 def test_cuda_scan_via_process_default(monkeypatch):
-    install_fake_kernels(monkeypatch)
+    calls = install_fake_kernels(monkeypatch)
     set_ops_backend('cuda')
     selective_scan(**make_scan_inputs(1, 4, 2, 5))
-    [(name, _, kwargs)] = FakeKernel.calls
+    [(name, _, kwargs)] = calls
     assert name == 'scan' and kwargs['delta_softplus'] is True
 
 
 def test_cuda_conv_forwards_weight_as_e_by_k(monkeypatch):
-    install_fake_kernels(monkeypatch)
+    calls = install_fake_kernels(monkeypatch)
     x, weight, bias = torch.randn(1, 4, 5), torch.randn(4, 1, 3), torch.randn(4)
-    causal_conv1d(x, weight, bias, activation='silu', backend='cuda')
-    [(name, args, kwargs)] = FakeKernel.calls
+    y = causal_conv1d(x, weight, bias, activation='silu', backend='cuda')
+    assert (y == 7).all()
+    [(name, args, kwargs)] = calls
     assert name == 'conv' and args[0] is x and args[2] is bias
     assert args[1].shape == (4, 3) and torch.equal(args[1], weight[:, 0])
     assert kwargs == {'activation': 'silu'}  # keyword: the 4th positional of causal_conv1d_fn is seq_idx
 
 
 def test_cuda_conv_without_causal_conv1d_package_falls_back_to_torch(monkeypatch):
-    install_fake_kernels(monkeypatch, conv=False)
+    calls = install_fake_kernels(monkeypatch, with_conv=False)
     x, weight = torch.randn(1, 4, 5), torch.randn(4, 3)
     y = causal_conv1d(x, weight, backend='cuda')
-    assert FakeKernel.calls == []
+    assert calls == []
     assert rel_err(y, reference_causal_conv(x, weight, None, None)) <= 1e-6
 
 

@@ -53,8 +53,8 @@ DET = {**TINY_BACKBONE, **TEST_LOADER,
        **{f'model.roi_head.bbox_head.{i}.{key}': value for i in range(3)
           for key, value in (('in_channels', 32), ('conv_out_channels', 32), ('fc_out_channels', 64))},
        'model.test_cfg.rpn.nms_pre': 100, 'model.test_cfg.rpn.max_per_img': 50, 'model.test_cfg.rcnn.score_thr': 0.0,
+       'model.data_preprocessor.pad_size_divisor': 128,
        'test_dataloader.dataset.data_root': COCO, 'test_dataloader.dataset.pipeline.1.scale': (128, 128),
-       'test_dataloader.dataset.pipeline.2.size': (128, 128),
        'test_evaluator.ann_file': COCO / 'annotations' / 'instances_val2017.json'}
 
 
@@ -198,7 +198,7 @@ def test_bad_inputs_fail_clearly(seg_checkpoint, det_checkpoint, tmp_path):
         run_test(SEG_CONFIG, tmp_path / 'c', SEG, det_checkpoint)
     wider = save_random_checkpoint(SEG_CONFIG, {**SEG, 'model.backbone.embed_dims': 96,
                                                 'model.neck.in_channels': [96] * 4}, tmp_path / 'wider.pth')
-    with pytest.raises(CheckpointError, match=r'(?s)size mismatch.*backbone\.vim\.pos_embed.*\(1, 4, 96\) vs model'):
+    with pytest.raises(CheckpointError, match=r'(?s)size mismatch.*backbone.vim.pos_embed: checkpoint \(1, 64, 96\) vs model \(1, 64, 64\)'):
         run_test(SEG_CONFIG, tmp_path / 'd', SEG, wider)
     with pytest.raises(ValueError, match="unknown restoration mode 'nearest'"):
         run_test(MTR_SEG_CONFIG, tmp_path / 'e', {**SEG, **TINY_MTR, 'model.backbone.reduction.restore': 'nearest'},

@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
+import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -63,6 +64,35 @@ def configure_outputs(cfg, args):
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='TokenVisualizationHook', out_dir=args.show_dir)]
 
 
+def check_test_data(cfg):
+    """Fail early, naming the config key to set, when the test data is not where the config says
+    (the libraries only report a missing file from deep inside dataset or metric construction)."""
+    dataset = cfg.test_dataloader.dataset
+    paths = [(dataset.get('data_root'), 'test_dataloader.dataset.data_root')]
+    if dataset.get('ann_file'):
+        paths.append((osp.join(dataset.get('data_root') or '', dataset.ann_file), 'test_dataloader.dataset.ann_file'))
+    if isinstance(cfg.test_evaluator, list):
+        paths += [(e.get('ann_file'), f'test_evaluator.{i}.ann_file') for i, e in enumerate(cfg.test_evaluator)]
+    else:
+        paths.append((cfg.test_evaluator.get('ann_file'), 'test_evaluator.ann_file'))
+    for path, key in paths:
+        if path and '://' not in str(path) and not osp.exists(path):
+            raise FileNotFoundError(f'test data not found: {path} does not exist. Set {key} in the config or '
+                                    f'with --cfg-options {key}=PATH')
+
+
+def init_cpu_distributed(cfg):
+    """mmengine's 'pytorch' launcher assumes GPUs: it calls torch.cuda.set_device (absent from CPU
+    builds of torch) and hands DDP device_ids. Without CUDA, start the process group here (gloo;
+    NCCL needs GPUs) and wrap the model without device ids; the Runner then uses both."""
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    backend = cfg.env_cfg.get('dist_cfg', {}).get('backend', 'gloo')
+    torch.distributed.init_process_group(backend='gloo' if backend == 'nccl' else backend)
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+                                 find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
@@ -71,7 +101,9 @@ def main(argv=None):
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = None  # the checkpoint is loaded below, through the safe official-aware loader
+    check_test_data(cfg)
     configure_outputs(cfg, args)
+    init_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

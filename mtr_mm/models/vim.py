@@ -218,6 +218,8 @@ class VisionMamba(nn.Module):
         self.drop_path = DropPath(drop_path_rate)
         self.norm_f = RMSNorm(embed_dims)
         self.reduction = build_reduction(reduction)
+        # Callables fn(layer_index, state) run after every reduction step (token visualisation).
+        self.token_observers: List[Callable[[int, TokenState], None]] = []
         if self.reduction is not None:  # fail at build time, not at the first image
             self.reduction.check(self.dims(), self.pos_grid, with_cls_token)
         self.init_weights()
@@ -274,6 +276,8 @@ class VisionMamba(nn.Module):
                 on_layer(index, state)
             if removed[index]:
                 state = reduction.reduce(state, removed[index], score)
+                for observer in self.token_observers:
+                    observer(index, state)
         return state
 
     def final_features(self, state: TokenState) -> Tensor:

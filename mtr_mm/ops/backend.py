@@ -75,8 +75,10 @@ def resolve_backend(backend, x: torch.Tensor) -> str:
     """Pick 'torch' or 'cuda' for an op on tensor ``x``.
 
     ``backend=None`` means the process default; 'auto' uses the CUDA kernels only for CUDA tensors
-    when they are importable. An explicit 'cuda' that cannot be honoured raises instead of silently
-    falling back, so benchmarks and parity checks never measure the wrong implementation.
+    when they are importable. 'cuda' means mamba-ssm's kernels are usable; ops with no kernel of
+    their own there (rms_norm, or conv without the causal-conv1d package) run their PyTorch code on
+    the GPU. An explicit 'cuda' that cannot be honoured raises instead of silently falling back, so
+    benchmarks and parity checks never measure the wrong implementation.
     """
     name = _default_backend if backend is None else _check_name(backend)
     if name == 'auto':

@@ -44,9 +44,10 @@ def backbone_report(vim, grid_size):
 
 
 def head_flops(model, shape):
-    """Neck + heads of a dense model, by mmengine's analyzer on the backbone outputs (None for
-    classifiers, whose linear head is part of the backbone count)."""
-    if not hasattr(model, 'neck') and not hasattr(model, 'decode_head') and not hasattr(model, 'rpn_head'):
+    """Neck + dense head by mmengine's analyzer on the backbone outputs: the decode head of a
+    segmentor, the RPN of a detector (its ROI heads depend on the proposals and are not counted).
+    None for classifiers, whose linear head is part of the backbone count."""
+    if not hasattr(model, 'decode_head') and not hasattr(model, 'rpn_head'):
         return None
     from mmengine.analysis import FlopAnalyzer
     with torch.no_grad():
@@ -89,7 +90,7 @@ def main(argv=None):
     print(f'backbone total, both scan directions:                    {both.total / 1e9:.3f} G')
     heads = head_flops(model, shape)
     if heads is not None:
-        print(f'neck + heads (mmengine FlopAnalyzer):                    {heads / 1e9:.3f} G')
+        print(f'neck + decode head / RPN (mmengine FlopAnalyzer):        {heads / 1e9:.3f} G')
         print(f'model total (one direction + heads):                     {(one.total + heads) / 1e9:.3f} G')
 
 

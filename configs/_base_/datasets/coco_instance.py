@@ -1,5 +1,6 @@
 # COCO 2017 instance segmentation with large-scale jitter (LSJ, ViTDet): train images rescaled by
-# 0.1-2.0 of 1024 and cropped/padded to 1024x1024; test: longer side 1024, padded to 1024x1024.
+# 0.1-2.0 of 1024 and cropped/padded to 1024x1024; test: longer side 1024 (padded to 1024x1024 by
+# the model's data preprocessor).
 # Metrics: box and mask AP (CocoMetric). Set data_root AND test_evaluator.ann_file for another location.
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
@@ -17,8 +18,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
+    dict(type='Resize', scale=image_size, keep_ratio=True),  # padded to 1024x1024 by the data preprocessor
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

@@ -11,8 +11,10 @@ model = dict(
     type='CascadeRCNN',
     data_preprocessor=dict(
         type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True, pad_mask=True, pad_size_divisor=32,
-        batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)]),
+        # Pads every batch to the 1024x1024 square of LSJ training (test images: longer side 1024).
+        # Padding here, not with the Pad transform, keeps img_shape the real image: boxes are clipped
+        # to it, never to the padding (where mask pasting would fail).
+        bgr_to_rgb=True, pad_mask=True, pad_size_divisor=1024),
     backbone=dict(
         type='VimBackbone', arch='tiny', img_size=1024, patch_size=16, stride=16, out_type='featmap',
         out_indices=[23], feature='block', drop_path_rate=0.1),  # leaves: init_cfg=dict(type='Pretrained', checkpoint=...)
