@@ -1,4 +1,4 @@
-from .hooks import ReductionInfoHook
+from .hooks import ReductionInfoHook, TokenVisualizationHook
 from .optim import VimLayerDecayOptimWrapperConstructor
 
-__all__ = ['ReductionInfoHook', 'VimLayerDecayOptimWrapperConstructor']
+__all__ = ['ReductionInfoHook', 'TokenVisualizationHook', 'VimLayerDecayOptimWrapperConstructor']

@@ -1,5 +1,8 @@
+import os
+import os.path as osp
 from typing import Optional
 
+import numpy as np
 from mmengine.dist import all_gather_object, get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -7,6 +10,7 @@ from mmengine.registry import HOOKS
 
 from ..models.vim import VisionMamba
 from ..reduction.flops import vim_flops
+from ..visualization import TokenRecorder, render_token_panels
 
 
 def find_vim(model) -> Optional[VisionMamba]:
@@ -66,3 +70,47 @@ class ReductionInfoHook(Hook):
             metrics['backbone_gflops'] = round(sum(one for one, _ in images.values()) / len(images) / 1e9, 4)
             metrics['backbone_gflops_2dir'] = round(sum(both for _, both in images.values()) / len(images) / 1e9, 4)
             metrics['reduction'] = 'none' if self._vim.reduction is None else type(self._vim.reduction.reducer).__name__
+
+
+@HOOKS.register_module()
+class TokenVisualizationHook(Hook):
+    """Writes token pictures (tools/visualize_tokens.py style) for the first ``max_images`` test
+    images to ``out_dir``/tokens: set by ``tools/test.py --show-dir``. With slide inference the
+    last window of each image is shown."""
+
+    def __init__(self, out_dir: str, max_images: int = 16):
+        self.out_dir = osp.join(out_dir, 'tokens')
+        self.max_images = max_images
+
+    def before_test_epoch(self, runner):
+        self._vim = find_vim(runner.model)
+        self._written = 0
+        if self._vim is None or self._vim.reduction is None:
+            self._recorder = None
+            return
+        os.makedirs(self.out_dir, exist_ok=True)
+        self._recorder = TokenRecorder(self._vim).__enter__()
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._recorder is None or not self._recorder.layers:
+            return
+        method = type(self._vim.reduction.reducer).__name__.replace('Reducer', '')
+        stride = self._vim.patch_embed.stride
+        for i, sample in enumerate(data_batch['data_samples']):
+            if self._written >= self.max_images or i >= len(next(iter(self._recorder.layers.values()))):
+                break
+            layers = {index: layouts[i] for index, layouts in self._recorder.layers.items()}
+            height, width = layers[min(layers)].kept.shape
+            canvas = np.zeros(((height - 1) * stride + self._vim.patch_embed.patch_size,
+                               (width - 1) * stride + self._vim.patch_embed.patch_size, 3))
+            image = data_batch['inputs'][i].permute(1, 2, 0).flip(-1).float().numpy() / 255  # BGR -> RGB
+            h, w = min(image.shape[0], canvas.shape[0]), min(image.shape[1], canvas.shape[1])
+            canvas[:h, :w] = image[:h, :w]
+            name = osp.splitext(osp.basename(sample.metainfo.get('img_path', f'{batch_idx}_{i}')))[0]
+            render_token_panels(osp.join(self.out_dir, f'{name}_tokens.png'), canvas, layers, stride, method)
+            self._written += 1
+
+    def after_test_epoch(self, runner, metrics=None):
+        if self._recorder is not None:
+            self._recorder.__exit__(None, None, None)
+            runner.logger.info(f'token pictures of {self._written} images written to {self.out_dir}')

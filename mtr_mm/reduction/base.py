@@ -46,4 +46,6 @@ def build_reducer(cfg: Union[str, dict, BaseReducer]) -> BaseReducer:
     name = cfg['type']
     if name not in REDUCERS.module_dict:
         raise ValueError(f'unknown reducer {name!r}; registered reducers: {sorted(REDUCERS.module_dict)}')
-    return REDUCERS.build(dict(cfg))
+    kwargs = {k: v for k, v in cfg.items() if k != 'type'}
+    # Looked up directly: REDUCERS.build would search the task library's scope (mmseg, ...) first.
+    return REDUCERS.get(name)(**kwargs)
