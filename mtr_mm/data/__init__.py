@@ -1,0 +1,1 @@
+"""Data made on the machine itself (no downloads): Fashion-MNIST garments on real photographs."""
