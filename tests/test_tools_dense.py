@@ -2,7 +2,6 @@
 ../shared/data (see its README), with tiny models: metrics and backbone FLOPs reach the results
 and the json log, MTR on/off, every restoration mode, 1 vs 2 processes, train -> test, bad inputs."""
 import glob
-import importlib.util
 import json
 import os
 import socket
@@ -16,6 +15,8 @@ import torch
 from mtr_mm.apis import init_model
 from mtr_mm.checkpoint import CheckpointError
 from mtr_mm.reduction.restore import RESTORE_MODES
+from tools import test as test_tool
+from tools import train as train_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,8 @@ def shared_data() -> Path:
     for root in (Path(__file__).resolve().parents[2] / 'shared' / 'data', os.environ.get('MTR_SHARED_DATA')):
         if root is not None and Path(root, 'ade_sample').is_dir():
             return Path(root)
-    pytest.skip('the shared sample data is missing: set MTR_SHARED_DATA to the folder holding ade_sample/')
+    pytest.skip('the shared sample data is missing: set MTR_SHARED_DATA to the folder holding ade_sample/',
+                allow_module_level=True)
 
 
 DATA = shared_data()
@@ -56,16 +58,6 @@ DET = {**TINY_BACKBONE, **TEST_LOADER,
        'model.data_preprocessor.pad_size_divisor': 128,
        'test_dataloader.dataset.data_root': COCO, 'test_dataloader.dataset.pipeline.1.scale': (128, 128),
        'test_evaluator.ann_file': COCO / 'annotations' / 'instances_val2017.json'}
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'mtr_tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-test_tool, train_tool = load_tool('test'), load_tool('train')
 
 
 def cfg_options(options: dict) -> list:
@@ -132,7 +124,7 @@ def seg_plain(seg_checkpoint, tmp_path_factory):
     return run_test(SEG_CONFIG, work_dir, SEG, seg_checkpoint), work_dir
 
 
-def test_segmentation_without_reduction(seg_plain, capsys):
+def test_segmentation_without_reduction(seg_plain):
     metrics, work_dir = seg_plain
     assert {'aAcc', 'mIoU', 'mAcc'} <= set(metrics) and 0 <= metrics['mIoU'] <= 100
     assert metrics['reduction'] == 'none' and metrics['backbone_gflops'] > 0
@@ -189,13 +181,16 @@ def test_train_saves_a_checkpoint_that_test_loads(tmp_path):
                        if key.startswith('test_dataloader.') and '.pipeline.' not in key},
              'train_dataloader.dataset.data_prefix.img_path': 'images/validation',
              'train_dataloader.dataset.data_prefix.seg_map_path': 'annotations/validation',
-             'train_dataloader.dataset.pipeline.2.scale': (256, 64), 'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),
+             'train_dataloader.dataset.pipeline.2.scale': (256, 64),
+             'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),
              'train_dataloader.batch_size': 2,  # BatchNorm in the heads needs more than one value per channel
              'train_cfg.max_iters': 3, 'default_hooks.checkpoint.interval': 3, 'default_hooks.logger.interval': 1,
              'val_cfg': None, 'val_dataloader': None, 'val_evaluator': None, 'randomness.seed': 0}
     train_tool.main([SEG_CONFIG, '--work-dir', str(tmp_path), *cfg_options(train)])
     checkpoint = tmp_path / 'iter_3.pth'
-    assert checkpoint.is_file()
+    # layer-wise lr decay was applied: one lr each for the stem, the 4 Vim layers and the rest
+    lrs = {group['lr'] for group in torch.load(checkpoint)['optimizer']['param_groups']}
+    assert len(lrs) == 6
     metrics = run_test(MTR_SEG_CONFIG, tmp_path / 'test', {**SEG, **TINY_MTR}, checkpoint)
     assert 0 <= metrics['mIoU'] <= 100
 
@@ -207,13 +202,14 @@ def test_bad_inputs_fail_clearly(seg_checkpoint, det_checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError, match='(?s)instances_val2017.json.*test_evaluator.ann_file'):
         run_test(DET_CONFIG, tmp_path / 'b', {**DET, 'test_evaluator.ann_file': missing / 'instances_val2017.json'},
                  det_checkpoint)
-    # a detection checkpoint for the segmentation model, a Vim-S-width one for Vim-T
+    # a detection checkpoint for the segmentation model; a wider backbone's (as Vim-S is to Vim-T)
     with pytest.raises(CheckpointError, match='(?s)does not fit EncoderDecoder.*missing.*unexpected.*arch tiny/small'):
         run_test(SEG_CONFIG, tmp_path / 'c', SEG, det_checkpoint)
     wider = save_random_checkpoint(SEG_CONFIG, {**SEG, 'model.backbone.embed_dims': 96,
                                                 'model.neck.in_channels': [96] * 4}, tmp_path / 'wider.pth')
-    with pytest.raises(CheckpointError, match=r'(?s)size mismatch.*backbone.vim.pos_embed: checkpoint \(1, 64, 96\) vs model \(1, 64, 64\)'):
+    wrong_width = r'(?s)size mismatch.*pos_embed: checkpoint \(1, 64, 96\) vs model \(1, 64, 64\)'
+    with pytest.raises(CheckpointError, match=wrong_width):
         run_test(SEG_CONFIG, tmp_path / 'd', SEG, wider)
     with pytest.raises(ValueError, match="unknown restoration mode 'nearest'"):
-        run_test(MTR_SEG_CONFIG, tmp_path / 'e', {**SEG, **TINY_MTR, 'model.backbone.reduction.restore': 'nearest'},
-                 seg_checkpoint)
+        run_test(MTR_SEG_CONFIG, tmp_path / 'e',
+                 {**SEG, **TINY_MTR, 'model.backbone.reduction.restore': 'nearest'}, seg_checkpoint)

@@ -12,9 +12,11 @@ on (batch, chunks, E, N) at once (T + chunks steps per block instead of T * chun
 2. carry the true state across chunk boundaries (one step per chunk, using the chunk's total decay);
 3. rescan every chunk from its true entry state and read y off.
 
-Decays only ever enter as exp of non-positive numbers (Δ >= 0, A < 0), so nothing overflows.
-Blocks bound the temporaries (see ``BLOCK_NUMEL``), which keeps them cache-sized: that, more than the
-arithmetic, is what makes this fast on CPU, and it keeps long, wide inputs memory-sane.
+Decays only ever enter as exp of non-positive numbers (Δ >= 0 and A <= 0, as in Mamba), so nothing
+overflows.
+Blocks bound the temporaries (see ``BLOCK_NUMEL``). On CPU that keeps them cache-sized, which, more
+than the arithmetic, is what makes this fast there, and keeps long, wide inputs memory-sane. On GPU
+(used when mamba-ssm is not installed) blocks are large, as the cost there is kernel launches.
 """
 import math
 from typing import Optional
@@ -25,9 +27,10 @@ import torch.nn.functional as F
 from .backend import resolve_backend, selective_scan_kernel
 
 DEFAULT_CHUNK_SIZE = 8
-# Elements in one (T, batch, chunks, E, N) temporary: 8 MiB in fp32. Larger blocks fall out of cache
-# and past glibc's mmap threshold, where every temporary is fresh page-faulted memory (~8x slower).
-BLOCK_NUMEL = 1 << 21
+# Elements in one (T, batch, chunks, E, N) temporary. CPU: 8 MiB in fp32; larger blocks fall out of
+# cache and past glibc's mmap threshold, where every temporary is fresh page-faulted memory (~8x
+# slower). GPU: 256 MiB, few enough blocks that launches stay in the hundreds.
+BLOCK_NUMEL = {'cpu': 1 << 21, 'cuda': 1 << 26}
 
 
 def selective_scan(u: torch.Tensor,
@@ -65,8 +68,9 @@ def selective_scan(u: torch.Tensor,
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
-                         chunk_size=DEFAULT_CHUNK_SIZE, block_numel=BLOCK_NUMEL):
-    """Chunked PyTorch selective scan; any device, differentiable. Arguments as ``selective_scan``."""
+                         chunk_size=DEFAULT_CHUNK_SIZE, block_numel=None):
+    """Chunked PyTorch selective scan; any device, differentiable. Arguments as ``selective_scan``,
+    plus the chunk length T and the block budget (default: ``BLOCK_NUMEL`` for ``u``'s device)."""
     out_dtype = u.dtype
     dtype = torch.promote_types(u.dtype, torch.float32)
     u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
@@ -75,6 +79,8 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     if delta_softplus:
         delta = F.softplus(delta)
 
+    if block_numel is None:
+        block_numel = BLOCK_NUMEL.get(u.device.type, BLOCK_NUMEL['cpu'])
     y = _scan(u, delta, A, B, C, chunk_size, block_numel)
     if D is not None:
         y = y + D.to(dtype)[:, None] * u

@@ -12,16 +12,21 @@ import argparse
 import json
 import math
 import os
+import os.path as osp
 import platform
 import statistics
+import sys
 import time
 from datetime import datetime, timezone
 
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mtr_mm.ops import cuda_kernels_available
-from mtr_mm.ops.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan, selective_scan_torch
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mtr_mm.ops import cuda_kernels_available  # noqa: E402
+from mtr_mm.ops.selective_scan import (DEFAULT_CHUNK_SIZE, selective_scan,  # noqa: E402
+                                       selective_scan_torch)
 
 
 def loop_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True):

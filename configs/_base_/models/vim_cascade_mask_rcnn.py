@@ -5,8 +5,6 @@
 # LayerNorm, class-agnostic box regression.
 norm_cfg = dict(type='LN2d', eps=1e-6)  # registered by mtr_mm.models
 embed_dims = 192
-
-
 model = dict(
     type='CascadeRCNN',
     data_preprocessor=dict(
@@ -17,7 +15,8 @@ model = dict(
         bgr_to_rgb=True, pad_mask=True, pad_size_divisor=1024),
     backbone=dict(
         type='VimBackbone', arch='tiny', img_size=1024, patch_size=16, stride=16, out_type='featmap',
-        out_indices=[23], feature='block', drop_path_rate=0.1),  # leaves: init_cfg=dict(type='Pretrained', checkpoint=...)
+        # fine-tuning: the leaves set init_cfg=dict(type='Pretrained', checkpoint=<Vim classification file>)
+        out_indices=[23], feature='block', drop_path_rate=0.1),
     neck=dict(type='SimpleFeaturePyramid', in_channels=embed_dims, out_channels=256, scales=(4, 2, 1, 0.5),
               num_outs=5, norm_cfg=norm_cfg),
     rpn_head=dict(
@@ -28,8 +27,8 @@ model = dict(
         loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
     roi_head=dict(
         type='CascadeRoIHead', num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
-        bbox_roi_extractor=dict(type='SingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
-                                out_channels=256, featmap_strides=[4, 8, 16, 32]),
+        bbox_roi_extractor=dict(type='SingleRoIExtractor', out_channels=256, featmap_strides=[4, 8, 16, 32],
+                                roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0)),
         # one box head per stage, regression targets tighter at each stage
         bbox_head=[
             dict(type='Shared4Conv1FCBBoxHead', in_channels=256, conv_out_channels=256, fc_out_channels=1024,
@@ -38,8 +37,8 @@ model = dict(
                  loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                  loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
             for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])],
-        mask_roi_extractor=dict(type='SingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
-                                out_channels=256, featmap_strides=[4, 8, 16, 32]),
+        mask_roi_extractor=dict(type='SingleRoIExtractor', out_channels=256, featmap_strides=[4, 8, 16, 32],
+                                roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0)),
         mask_head=dict(type='FCNMaskHead', num_convs=4, in_channels=256, conv_out_channels=256, num_classes=80,
                        norm_cfg=norm_cfg, loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
     train_cfg=dict(

@@ -13,7 +13,8 @@ model = dict(
         test_cfg=dict(size_divisor=16)),
     backbone=dict(
         type='VimBackbone', arch='tiny', img_size=512, patch_size=16, stride=16, out_type='featmap',
-        out_indices=[5, 11, 17, 23], feature='hidden', drop_path_rate=0.1),  # leaves: init_cfg=dict(type='Pretrained', checkpoint=...)
+        # fine-tuning: the leaves set init_cfg=dict(type='Pretrained', checkpoint=<Vim classification file>)
+        out_indices=[5, 11, 17, 23], feature='hidden', drop_path_rate=0.1),
     neck=dict(type='MultiLevelNeck', in_channels=[embed_dims] * 4, out_channels=embed_dims, scales=[4, 2, 1, 0.5]),
     decode_head=dict(
         type='UPerHead', in_channels=[embed_dims] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
