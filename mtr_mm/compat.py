@@ -15,6 +15,7 @@
 import argparse
 import collections
 import copyreg
+import importlib.metadata
 
 import numpy as np
 import torch
@@ -26,6 +27,14 @@ _TORCHVISION_SCHEMAS = {
 
 
 def _define_torchvision_schemas():
+    """Only for a CUDA torchvision wheel beside a CPU torch: where torchvision's C++ library loads,
+    defining its schemas first would make that load abort on a duplicate registration."""
+    try:
+        torchvision_version = importlib.metadata.version('torchvision')
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if torch.version.cuda is not None or '+cpu' in torchvision_version:
+        return
     for name, schema in _TORCHVISION_SCHEMAS.items():
         try:
             torch.library.define(f'torchvision::{name}', schema)

@@ -9,6 +9,14 @@ VENV=${MTR_VENV:-.venv}
 TORCH_VERSION=2.13.0
 MMCV_VERSION=2.1.0
 
+# Fashion-MNIST (Debian's dataset-fashion-mnist: /usr/share/datasets/fashion-mnist) is the real image
+# data of tools/data/make_fashion_scenes.py and tests/test_fashion_data.py (which skip without it).
+FASHION_DIR=/usr/share/datasets/fashion-mnist
+if [ ! -d "$FASHION_DIR" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing dataset-fashion-mnist (apt) into $FASHION_DIR"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
 [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV"
 PY="$VENV/bin/python"
 PIP="$PY -m pip --disable-pip-version-check -q"

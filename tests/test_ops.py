@@ -80,8 +80,8 @@ def clean_backend_state():
     dict(),                                 # defaults
     dict(chunk_size=5),
     dict(chunk_size=16),
-    dict(chunk_size=4, block_numel=1),      # one chunk per block
-    dict(chunk_size=3, block_numel=3000),   # a few chunks per block, several blocks
+    dict(chunk_size=4, step_numel=1),       # one chunk per block
+    dict(chunk_size=3, step_numel=2500),    # a few chunks per block, several blocks
 ], ids=['default', 'T5', 'T16', 'T4-1chunk-blocks', 'T3-multichunk-blocks'])
 def test_scan_matches_reference(batch, dim, state, length, layout):
     x = make_scan_inputs(batch, dim, state, length)
@@ -114,7 +114,7 @@ def test_scan_without_softplus():
 
 
 def test_scan_strong_decay_is_stable():
-    # Δ·A of -50 per step sums to far below exp's range within one chunk.
+    # Δ·A around -150 per step: a chunk's total decay is far below exp's range.
     x = make_scan_inputs(2, 8, 4, 70, decay=50.0)
     x['delta'] = x['delta'] + 4.0
     y = selective_scan_torch(**x, chunk_size=32)
@@ -130,11 +130,13 @@ def test_scan_low_precision_returns_input_dtype():
     assert rel_err(y, reference_scan(**x)) <= 1e-2
 
 
-def test_scan_gradients_match_reference():
+@pytest.mark.parametrize('layout', [dict(chunk_size=8), dict(chunk_size=3, step_numel=100)],
+                         ids=['one-block', 'several-blocks'])
+def test_scan_gradients_match_reference(layout):
     x = make_scan_inputs(2, 6, 4, 23, dtype=torch.float64)
-    x = {k: v.double().requires_grad_() for k, v in x.items()}
+    x = {k: v.double().requires_grad_() for k, v in x.items()}  # A, D, delta_bias come as fp32
     weight = torch.randn(2, 6, 23, dtype=torch.float64)
-    grads = torch.autograd.grad((selective_scan_torch(**x, chunk_size=8) * weight).sum(),
+    grads = torch.autograd.grad((selective_scan_torch(**x, **layout) * weight).sum(),
                                 list(x.values()))
     ref_grads = torch.autograd.grad((reference_scan(**x) * weight).sum(), list(x.values()))
     for name, g, ref in zip(x, grads, ref_grads):

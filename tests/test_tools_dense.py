@@ -155,9 +155,10 @@ def test_two_processes_give_the_same_segmentation_metrics(seg_checkpoint, tmp_pa
     options = {**SEG, **TINY_MTR, 'env_cfg.dist_cfg.backend': 'gloo'}
     one = run_test(MTR_SEG_CONFIG, tmp_path / 'one', options, seg_checkpoint)
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
-    command = ['bash', 'tools/dist_test.sh', MTR_SEG_CONFIG, str(seg_checkpoint), '2',
+    command = ['bash', str(REPO / 'tools' / 'dist_test.sh'), str(REPO / MTR_SEG_CONFIG), str(seg_checkpoint), '2',
                '--work-dir', str(tmp_path / 'two'), *cfg_options(options)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    # cwd: mmengine gathers the results of CPU ranks through a folder it creates there (.dist_test)
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     two = logged_metrics(tmp_path / 'two')
     for key in ('aAcc', 'mIoU', 'mAcc', 'backbone_gflops', 'backbone_gflops_2dir', 'reduction'):

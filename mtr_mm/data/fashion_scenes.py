@@ -117,6 +117,9 @@ def load_atlas(fashion_dir: str) -> Tuple[np.ndarray, np.ndarray]:
     packed = osp.join(fashion_dir, PHOTOS_FILE)
     if osp.isfile(packed):
         with np.load(packed) as data:
+            if tuple(data['names']) != PHOTOS or data['atlas'].shape[0] != ATLAS_HEIGHT:
+                raise ValueError(f'{packed} was packed for other photos or another atlas height: pack it again '
+                                 '(tools/data/make_fashion_scenes.py --pack DIR)')
             return data['atlas'], data['widths']
     photos = photos_from_skimage()
     return np.concatenate(photos, axis=1), np.array([p.shape[1] for p in photos], dtype=np.int64)
@@ -191,7 +194,8 @@ def randint(seed: int, part: str, stream: str, index: Tensor, low, high) -> Tens
 
 @dataclass
 class Layout:
-    """Everything random about a batch of B images with K item slots."""
+    """Everything random about a batch of B images with K item slots. Slot k's item lies inside
+    cell k (row-major) of a ``grid`` of equal cells, which lets all items render at once."""
     photo: Tensor     # (B,) photo index
     crop: Tensor      # (B, 4) x, y, width, height of the crop in photo pixels
     garment: Tensor   # (B, K) garment index
@@ -199,6 +203,7 @@ class Layout:
     flip: Tensor      # (B, K) bool, mirrored left-right
     tint: Tensor      # (B, K, 3) float32 colour multiplying the garment's intensity
     valid: Tensor     # (B, K) bool, the slot holds an item
+    grid: Tuple[int, int]  # (rows, cols) of the cells, rows * cols = K
 
 
 def sample_background(sources: Sources, seed: int, part: str, index: Tensor, height: int, width: int):
@@ -231,7 +236,7 @@ def cls_layout(sources: Sources, seed: int, part: str, index: Tensor, size: int 
     y = randint(seed, part, 'y', index, 0, size - side + 1)
     flip, tint = sample_looks(seed, part, index)
     return Layout(photo, crop, (index % sources.num_garments)[:, None], torch.stack([x, y, side], -1)[:, None],
-                  flip[:, None], tint[:, None], torch.ones_like(flip)[:, None])
+                  flip[:, None], tint[:, None], torch.ones_like(flip)[:, None], grid=(1, 1))
 
 
 def scene_grid(height: int, width: int) -> Tuple[int, int]:
@@ -258,7 +263,7 @@ def scene_layout(sources: Sources, seed: int, part: str, index: Tensor, height: 
     x = (cell % cols) * cell_w + randint(seed, part, 'x', slot, 0, cell_w - side + 1)
     y = (cell // cols) * cell_h + randint(seed, part, 'y', slot, 0, cell_h - side + 1)
     flip, tint = sample_looks(seed, part, slot)
-    return Layout(photo, crop, garment, torch.stack([x, y, side], -1), flip, tint, valid)
+    return Layout(photo, crop, garment, torch.stack([x, y, side], -1), flip, tint, valid, grid=(rows, cols))
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -293,22 +298,33 @@ def render_background(sources: Sources, layout: Layout, height: int, width: int)
 
 def render_items(sources: Sources, layout: Layout, height: int, width: int) -> Tuple[Tensor, Tensor]:
     """(foreground (B, 3, H, W) float32, instances (B, H, W) uint8): slot k's own pixels (its
-    resampled intensity above ``ALPHA_LEVEL``) are ``k + 1`` in ``instances``, 0 elsewhere."""
-    batch = layout.box.shape[0]
+    resampled intensity above ``ALPHA_LEVEL``, inside its square) are ``k + 1`` in ``instances``,
+    0 elsewhere. Every slot is rendered in its own cell only, all slots in one call."""
+    (rows, cols), (batch, slots) = layout.grid, layout.garment.shape
+    cell_h, cell_w = height // rows, width // cols
     device = sources.atlas.device
-    foreground = torch.zeros(batch, 3, height, width, device=device)
-    instances = torch.zeros(batch, height, width, dtype=torch.uint8, device=device)
-    for k in range(layout.box.shape[1]):
-        x, y, side = layout.box[:, k].float().unbind(1)
-        grid_x = (_pixel_centres(width, device)[None] - x[:, None]) / side[:, None] * 2 - 1
-        grid_x = torch.where(layout.flip[:, k, None], -grid_x, grid_x)
-        grid_y = (_pixel_centres(height, device)[None] - y[:, None]) / side[:, None] * 2 - 1
-        garments = sources.garments[layout.garment[:, k]][:, None].float() / 255
-        intensity = _sample(garments, grid_x, grid_y, 'zeros')                    # (B, 1, H, W)
-        own = (intensity[:, 0] > ALPHA_LEVEL) & layout.valid[:, k, None, None]
-        foreground = torch.where(own[:, None], intensity * layout.tint[:, k, :, None, None], foreground)
-        instances[own] = k + 1
-    return foreground, instances
+    cell = torch.arange(slots, device=device)
+    x, y, side = layout.box.float().unbind(-1)                                         # (B, K) each
+    x, y, side = (x - cell % cols * cell_w)[..., None], (y - cell // cols * cell_h)[..., None], side[..., None]
+    grid_x = ((_pixel_centres(cell_w, device) - x) / side * 2 - 1).flatten(0, 1)        # (B * K, cell_w)
+    grid_x = torch.where(layout.flip.flatten()[:, None], -grid_x, grid_x)
+    grid_y = ((_pixel_centres(cell_h, device) - y) / side * 2 - 1).flatten(0, 1)        # (B * K, cell_h)
+    garments = sources.garments[layout.garment.flatten()][:, None].float() / 255
+    intensity = _sample(garments, grid_x, grid_y, 'zeros')                              # (B * K, 1, h, w)
+    # Only pixels centred inside the square: bilinear blending reaches half a texel further.
+    in_box = (grid_x.abs() < 1)[:, None, :] & (grid_y.abs() < 1)[:, :, None]
+    own = (intensity[:, 0] > ALPHA_LEVEL) & in_box & layout.valid.flatten()[:, None, None]
+    foreground = intensity * layout.tint.flatten(0, 1)[:, :, None, None]
+    slot_ids = own * (cell.repeat(batch) + 1)[:, None, None]
+
+    def tile(cells: Tensor) -> Tensor:
+        """(B * K, C, h, w) cells -> (B, C, H, W) frames (zero right / below the grid)."""
+        channels = cells.shape[1]
+        frames = cells.view(batch, rows, cols, channels, cell_h, cell_w).permute(0, 3, 1, 4, 2, 5)
+        frames = frames.reshape(batch, channels, rows * cell_h, cols * cell_w)
+        return F.pad(frames, (0, width - cols * cell_w, 0, height - rows * cell_h))
+
+    return tile(foreground), tile(slot_ids[:, None].to(torch.uint8))[:, 0]
 
 
 def composite(background: Tensor, foreground: Tensor, instances: Tensor) -> Tensor:

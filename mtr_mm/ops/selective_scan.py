@@ -4,19 +4,20 @@ For one channel e and state n, with Δ = softplus(delta + delta_bias)::
 
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t        y_t = <h_t, C_t> + D u_t,   y *= silu(z)
 
-The PyTorch version never steps through the whole sequence one token at a time. The sequence is cut
-into chunks of T tokens and all chunks of a block are scanned side by side, so a Python step works
-on (batch, chunks, E, N) at once (T + chunks steps per block instead of T * chunks):
+The PyTorch version does not step through the sequence one token at a time. The sequence is cut
+into chunks of T tokens, and the chunks of a block are scanned side by side, so each Python step
+advances all of them at once, on a (batch, chunks, E, N) state (2T + chunks steps per block of
+T * chunks tokens):
 
 1. scan every chunk from a zero state, to get the state each chunk would leave behind;
-2. carry the true state across chunk boundaries (one step per chunk, using the chunk's total decay);
+2. carry the true state across chunk boundaries (one step per chunk, using the chunk's total decay
+   exp(A ΣΔ));
 3. rescan every chunk from its true entry state and read y off.
 
 Decays only ever enter as exp of non-positive numbers (Δ >= 0 and A <= 0, as in Mamba), so nothing
-overflows.
-Blocks bound the temporaries (see ``BLOCK_NUMEL``). On CPU that keeps them cache-sized, which, more
-than the arithmetic, is what makes this fast there, and keeps long, wide inputs memory-sane. On GPU
-(used when mamba-ssm is not installed) blocks are large, as the cost there is kernel launches.
+overflows. Nothing of size (batch, E, L, N) is ever materialised: each step computes its own
+decays and inputs, so on CPU the working set stays in cache (memory traffic, not arithmetic, is
+what bounds this op there), and long, wide inputs stay memory-sane.
 """
 import math
 from typing import Optional
@@ -27,10 +28,9 @@ import torch.nn.functional as F
 from .backend import resolve_backend, selective_scan_kernel
 
 DEFAULT_CHUNK_SIZE = 8
-# Elements in one (T, batch, chunks, E, N) temporary. CPU: 8 MiB in fp32; larger blocks fall out of
-# cache and past glibc's mmap threshold, where every temporary is fresh page-faulted memory (~8x
-# slower). GPU: 256 MiB, few enough blocks that launches stay in the hundreds.
-BLOCK_NUMEL = {'cpu': 1 << 21, 'cuda': 1 << 26}
+# Elements of one step's (batch, chunks, E, N) state, which sets the chunks per block. CPU: 512 KiB
+# in fp32, so a step's few operands stay in L2. GPU: large, as the cost there is kernel launches.
+STEP_NUMEL = {'cpu': 1 << 17, 'cuda': 1 << 24}
 
 
 def selective_scan(u: torch.Tensor,
@@ -68,9 +68,10 @@ def selective_scan(u: torch.Tensor,
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
-                         chunk_size=DEFAULT_CHUNK_SIZE, block_numel=None):
+                         chunk_size=DEFAULT_CHUNK_SIZE, step_numel=None):
     """Chunked PyTorch selective scan; any device, differentiable. Arguments as ``selective_scan``,
-    plus the chunk length T and the block budget (default: ``BLOCK_NUMEL`` for ``u``'s device)."""
+    plus the chunk length T and the size of one step's state (default: ``STEP_NUMEL`` for the
+    device of ``u``), which sets how many chunks are scanned side by side."""
     out_dtype = u.dtype
     dtype = torch.promote_types(u.dtype, torch.float32)
     u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
@@ -79,66 +80,68 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     if delta_softplus:
         delta = F.softplus(delta)
 
-    if block_numel is None:
-        block_numel = BLOCK_NUMEL.get(u.device.type, BLOCK_NUMEL['cpu'])
-    y = _scan(u, delta, A, B, C, chunk_size, block_numel)
+    if step_numel is None:
+        step_numel = STEP_NUMEL.get(u.device.type, STEP_NUMEL['cpu'])
+    y = _scan(u, delta, A, B, C, chunk_size, step_numel)
     if D is not None:
-        y = y + D.to(dtype)[:, None] * u
+        y = torch.addcmul(y, u, D.to(dtype)[:, None])
     if z is not None:
         y = y * F.silu(z.to(dtype))
     return y.to(out_dtype)
 
 
-def _scan(u, delta, A, B, C, chunk_size, block_numel):
+def _scan(u, delta, A, B, C, chunk_size, step_numel):
     """y_t = <h_t, C_t> for h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t u_t, h_0 = 0."""
     batch, dim, length = u.shape
     state = A.shape[1]
     T = min(chunk_size, length)
     # Padding steps have Δ = 0: decay 1 and input 0, so they leave the state untouched.
     padded = math.ceil(length / T) * T
-    u, delta, B, C = (F.pad(t, (0, padded - length)) for t in (u, delta, B, C))
-    chunks_per_block = max(1, block_numel // (T * batch * dim * state))
-    block = chunks_per_block * T
+    steps = [_step_major(F.pad(t, (0, padded - length)), T) for t in (delta, delta * u, B, C)]
+    chunks_per_block = max(1, step_numel // (batch * dim * state))
 
     h = u.new_zeros(batch, dim, state)
     ys = []
-    for start in range(0, padded, block):
-        part = slice(start, start + block)
-        y, h = _scan_block(u[..., part], delta[..., part], A, B[..., part], C[..., part], h, T)
+    for start in range(0, padded // T, chunks_per_block):
+        part = slice(start, start + chunks_per_block)
+        y, h = _scan_block(*(t[:, :, part] for t in steps), A, h)
         ys.append(y)
-    return torch.cat(ys, -1)[..., :length]
+    y = torch.cat(ys, 2)                                   # (T, batch, chunks, E)
+    return y.permute(1, 3, 2, 0).reshape(batch, dim, padded)[..., :length]
 
 
-def _scan_block(u, delta, A, B, C, h, T):
-    """Scan one block of whole chunks from entry state ``h`` (batch, E, N); returns (y, last state)."""
-    batch, dim, length = u.shape
-    delta_t = _step_major(delta, T)                        # (T, batch, chunks, E)
-    a = (delta_t[..., None] * A).exp_()                    # (T, batch, chunks, E, N) step decays
-    x = _step_major(delta * u, T)[..., None] * _step_major(B, T)[..., None, :]  # step inputs
-    C_t = _step_major(C, T)[..., None]                     # (T, batch, chunks, N, 1)
+def _scan_block(delta, du, B, C, A, h):
+    """Scan one block of chunks from entry state ``h`` (batch, E, N).
 
+    Inputs are step-major, (T, batch, chunks, X) with X = E for ``delta``/``du``, N for B/C.
+    Returns y (T, batch, chunks, E) and the state after the block.
+    """
+    T, batch, chunks = delta.shape[:3]
     entry = [h]
-    if a.shape[2] > 1:
-        ends = _chunk_end_states(a[:, :, :-1], x[:, :, :-1])
-        decays = torch.exp(delta_t[:, :, :-1].sum(0)[..., None] * A)  # whole-chunk decays
-        for c in range(ends.shape[1]):
+    if chunks > 1:
+        # 1. End state of every chunk but the last, entered at zero (the last one's is not needed).
+        ends = h.new_zeros(batch, chunks - 1, *h.shape[1:])
+        for t in range(T):
+            ends = _step(ends, delta[t, :, :-1], du[t, :, :-1], B[t, :, :-1], A)
+        # 2. True entry states: decay the previous entry over the whole chunk, add its end state.
+        decays = torch.exp(delta[:, :, :-1].sum(0)[..., None] * A)
+        for c in range(chunks - 1):
             entry.append(torch.addcmul(ends[:, c], decays[:, c], entry[-1]))
-    h = torch.stack(entry, 1)                              # (batch, chunks, E, N)
 
+    # 3. Rescan all chunks from their true entry states.
+    h = torch.stack(entry, 1)                              # (batch, chunks, E, N)
     ys = []
     for t in range(T):
-        h = torch.addcmul(x[t], a[t], h)
-        ys.append(h @ C_t[t])                              # (batch, chunks, E, 1)
-    y = torch.stack(ys)[..., 0].permute(1, 3, 2, 0).reshape(batch, dim, length)
-    return y, h[:, -1]
+        h = _step(h, delta[t], du[t], B[t], A)
+        ys.append((h @ C[t][..., None])[..., 0])          # <h, C_t>: (batch, chunks, E)
+    return torch.stack(ys), h[:, -1]
 
 
-def _chunk_end_states(a, x):
-    """State at the end of every chunk when it starts from zero: (batch, chunks, E, N)."""
-    s = x[0]
-    for t in range(1, a.shape[0]):
-        s = torch.addcmul(x[t], a[t], s)
-    return s
+def _step(h, delta, du, B, A):
+    """h <- exp(Δ A) ⊙ h + Δu B for one token of every chunk; h (batch, chunks, E, N),
+    delta and du (batch, chunks, E), B (batch, chunks, N)."""
+    decay = (delta[..., None] * A).exp_()  # in place is autograd-safe: mul saves its inputs only
+    return torch.addcmul(decay * h, du[..., None], B[..., None, :])
 
 
 def _step_major(t, T):

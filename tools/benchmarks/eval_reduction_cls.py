@@ -81,15 +81,17 @@ def parse_args(argv=None):
 def run_specs(args) -> list:
     """Every run: the unreduced baseline, the method x target grid, the MTR ablation."""
     def spec(group, method=None, target=None, layers=None, factor=None, value=None):
-        options = {} if factor in (None, 'layers') else {factor: value}
-        name = 'none' if method is None else f'{method}@{target}' + (f' {factor}={value}' if factor else '')
+        options = {factor: value} if factor in dict(ABLATION) else {}
+        name = 'none' if method is None else f'{method}@{target}'
+        if factor is not None:
+            name += ' defaults' if factor == 'defaults' else f' {factor}={value}'
         return dict(name=name, group=group, method=method, options=options, target=target, layers=layers,
                     factor=factor, value=value)
 
     specs = [spec('baseline')]
     specs += [spec('main', m, t, args.layers) for m in args.methods for t in args.targets]
     for target in args.ablation_targets:
-        specs.append(spec('ablation', 'mtr', target, args.layers, 'default', 'default'))
+        specs.append(spec('ablation', 'mtr', target, args.layers, 'defaults'))
         specs += [spec('ablation', 'mtr', target, args.layers, factor, value)
                   for factor, values in ABLATION for value in values]
         specs += [spec('ablation', 'mtr', target, layers, 'layers', ','.join(map(str, layers)))
@@ -135,32 +137,45 @@ def evaluate_run(spec, state_dict, model_args, images, labels, args) -> dict:
     return dict(row, **flops_of(model))
 
 
-def fmt_row(row: dict, base: float) -> str:
+def fmt_row(row: dict, reference: float) -> str:
     removed = ' '.join(f'{i}:{r}' for i, r in row['removed'].items()) or '-'
-    return (f'{row["flops_reduction"]:.1%} | {row["gflops"]:.3f} | {row["top1"]:.2f} | '
-            f'{row["top1"] - base:+.2f} | {removed}')
+    return (f'| {row["name"]} | {row["flops_reduction"]:.1%} | {row["gflops"]:.3f} | {row["top1"]:.2f} | '
+            f'{row["top1"] - reference:+.2f} | {removed} |')
+
+
+def method_table(rows: list) -> list:
+    """Methods x targets: top-1 (GFLOPs) per cell."""
+    main = [r for r in rows if r['group'] == 'main']
+    targets = sorted({r['target'] for r in main})
+    lines = ['| method | ' + ' | '.join(f'-{t:.0%} FLOPs' for t in targets) + ' |', '|---' * (len(targets) + 1) + '|']
+    for method in dict.fromkeys(r['method'] for r in main):
+        cells = {r['target']: f'{r["top1"]:.2f} ({r["gflops"]:.3f} G)' for r in main if r['method'] == method}
+        lines.append(f'| {method} | ' + ' | '.join(cells.get(t, 'n/a') for t in targets) + ' |')
+    return lines
 
 
 def write_report(results: dict, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
     rows = results['rows']
     ok = [r for r in rows if 'error' not in r]
-    base = next(r for r in ok if r['group'] == 'baseline')['top1']
+    base = next(r for r in ok if r['group'] == 'baseline')
+    header = '| run | FLOPs reduction | GFLOPs | top-1 | Δ top-1 vs {} | tokens removed (layer:r) |'
     lines = [f'# Token reduction on Fashion-MNIST-on-photos: {results["device"]}', '',
-             f'Checkpoint `{results["checkpoint"]}` (training top-1 {results["checkpoint_top1"]}), '
+             f'Checkpoint `{results["checkpoint"]}` (top-1 at the end of training: {results["checkpoint_top1"]:.2f}), '
              f'{results["test_count"]} test images (seed {results["test_seed"]}), {results["dtype"]}, '
              f'torch {results["torch"]}, Mamba CUDA kernels: {results["cuda_kernels"]}. GFLOPs: one scan '
              'direction, reduction overhead included. Reducing layers of the grid: '
-             f'{results["layers"]}.', '',
-             '## Every reducer', '',
-             '| run | FLOPs reduction | GFLOPs | top-1 | Δ top-1 | tokens removed (layer:r) |', '|---|---|---|---|---|---|']
-    lines += [f'| {r["name"]} | {fmt_row(r, base)} |' for r in ok if r['group'] != 'ablation']
+             f'{results["layers"]}.', '', '## Every reducer: top-1 % (GFLOPs)', '',
+             f'Unreduced: {base["top1"]:.2f} % at {base["gflops"]:.3f} GFLOPs.', '']
+    lines += method_table(ok)
+    lines += ['', '## Every reducer: details', '', header.format('unreduced'), '|---' * 6 + '|']
+    lines += [fmt_row(r, base['top1']) for r in ok if r['group'] != 'ablation']
     ablation = [r for r in ok if r['group'] == 'ablation']
     if ablation:
+        defaults = {r['target']: r['top1'] for r in ablation if r['factor'] == 'defaults'}
         lines += ['', '## MTR ablation (one choice changed from the defaults)', '',
-                  '| run | FLOPs reduction | GFLOPs | top-1 | Δ top-1 vs unreduced | tokens removed (layer:r) |',
-                  '|---|---|---|---|---|---|']
-        lines += [f'| {r["name"]} | {fmt_row(r, base)} |' for r in ablation]
+                  header.format('MTR defaults'), '|---' * 6 + '|']
+        lines += [fmt_row(r, defaults.get(r['target'], float('nan'))) for r in ablation]
     failed = [r for r in rows if 'error' in r]
     if failed:
         lines += ['', '## Runs that could not be scheduled', '']

@@ -7,6 +7,6 @@
 # then start GPU commands with:  bash tools/benchmarks/gpu_setup.sh && python3 tools/benchmarks/...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python3 -c 'import mmengine' 2>/dev/null || python3 -m pip install -q --no-index --find-links .gpu/wheels mmengine==0.10.7
+python3 -c 'import mmengine' 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl  # opencv: the machine's own
 bash .gpu/build_mamba_ssm.sh
 python3 -c 'from mtr_mm.ops import cuda_kernels_available as ok; assert ok(), "mamba-ssm kernels missing"; print("kernels ready")'

@@ -1,6 +1,6 @@
 """Train Vim-T (the official architecture) from scratch on Fashion-MNIST garments on photographs.
 
-    # H200, mamba-ssm kernels, a 6-minute training budget (docs: see the report of the run)
+    # H200 with mamba-ssm's kernels: a 6-minute training budget
     python tools/benchmarks/train_fashion_cls.py --minutes 6 --out-dir work_dirs/fashion_vim_t
     # CPU smoke run: 2 steps of a tiny model, 64 test images
     python tools/benchmarks/train_fashion_cls.py --device cpu --steps 2 --batch 4 --embed-dims 32 --depth 4 \
@@ -136,6 +136,13 @@ def save_checkpoint(path: str, model, args_dict: dict):
     torch.save(dict(model=state_dict, args=args_dict), path)
 
 
+def synchronized_time(device: str) -> float:
+    """perf_counter once the device has finished the queued work."""
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class StopFlag:
     """Set by SIGTERM (e.g. a wall-clock limit), so the loop can still save."""
 
@@ -161,10 +168,8 @@ def train(model, sources, args, log) -> dict:
     begin = window_begin = time.perf_counter()
     model.train()
     while total is None or step < total:
-        if step == CALIBRATION_STEPS[0] or (total is None and step == CALIBRATION_STEPS[1]):
-            if device.startswith('cuda'):
-                torch.cuda.synchronize()
-            now = time.perf_counter()
+        if total is None and step in CALIBRATION_STEPS:
+            now = synchronized_time(device)
             if step == CALIBRATION_STEPS[0]:
                 calibration_begin = now
             else:  # lay the schedule out so that it ends with the budget
@@ -237,8 +242,8 @@ def main(argv=None):
 
     settings = {k: v for k, v in vars(args).items() if k not in ('out_dir', 'fashion_dir')}
     official = (model.embed_dims, model.depth) == tuple(vim_arch('tiny').values())
-    checkpoint_args = dict(model=OFFICIAL_NAME if official else 'vim_custom', nb_classes=len(fs.FASHION_CLASSES), input_size=fs.CLS_SIZE,
-                           embed_dims=model.embed_dims, depth=model.depth, classes=list(fs.FASHION_CLASSES),
+    checkpoint_args = dict(model=OFFICIAL_NAME if official else 'vim_custom', nb_classes=len(fs.FASHION_CLASSES),
+                           input_size=fs.CLS_SIZE, embed_dims=model.embed_dims, depth=model.depth, classes=list(fs.FASHION_CLASSES),
                            data='mtr_mm.data.fashion_scenes', test_top1=top1, train=summary, settings=settings)
     save_checkpoint(osp.join(args.out_dir, CHECKPOINT), model, checkpoint_args)
     results = dict(settings=settings, **summary, test_top1=top1, test_count=len(labels),
