@@ -11,6 +11,8 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor, nn
 
+from .compat import safe_checkpoint_globals
+
 STATE_DICT_KEYS = ('state_dict', 'model', 'model_ema')
 OFFICIAL_MARKERS = ('patch_embed.proj.weight', 'layers.0.mixer.in_proj.weight', 'norm_f.weight')
 
@@ -21,6 +23,9 @@ class CheckpointError(ValueError):
 
 def load_file(path: str, trusted: bool = False) -> dict:
     """torch.load on CPU, safe by default. ``trusted=True`` unpickles anything (your own files)."""
+    # Re-assert the allow-list: torch's `safe_globals` context manager, used by other code, removes
+    # the types it names from the process-wide list when it exits, ours included.
+    torch.serialization.add_safe_globals(safe_checkpoint_globals())
     try:
         return torch.load(path, map_location='cpu', weights_only=not trusted)
     except FileNotFoundError:
