@@ -69,6 +69,10 @@ def test_converter_and_pretrained_init_agree_with_direct_loading(official, tmp_p
     with torch.no_grad():
         assert torch.equal(direct(inputs, mode='tensor'), via_file(inputs, mode='tensor'))
         assert torch.equal(direct.backbone(inputs)[0], backbone_only.backbone(inputs)[0])
+    dense = str(tmp_path / 'vim_tiny_dense.pth')
+    convert([path, dense, '--to', 'dense', '--img-size', '512'])
+    dense_state = torch.load(dense)['state_dict']
+    assert dense_state['backbone.vim.pos_embed'].shape == (1, 32 * 32, 192) and 'backbone.vim.cls_token' not in dense_state
     ema = str(tmp_path / 'ema.pth')
     convert([path, ema, '--key', 'model_ema'])
     assert not torch.equal(torch.load(ema)['state_dict']['head.fc.weight'],

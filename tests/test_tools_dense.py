@@ -177,8 +177,9 @@ def test_detection_box_and_mask_ap(det_checkpoint, tmp_path, config, extra):
           f"backbone {metrics['backbone_gflops']} GFLOPs")
 
 
-def test_train_saves_a_checkpoint_that_test_loads(tmp_path):
-    train = {**SEG, **{key.replace('test_dataloader', 'train_dataloader'): value for key, value in SEG.items()
+def seg_train_options():
+    """Train the tiny segmentation model for 3 iterations on the ADE samples."""
+    return {**SEG, **{key.replace('test_dataloader', 'train_dataloader'): value for key, value in SEG.items()
                        if key.startswith('test_dataloader.') and '.pipeline.' not in key},
              'train_dataloader.dataset.data_prefix.img_path': 'images/validation',
              'train_dataloader.dataset.data_prefix.seg_map_path': 'annotations/validation',
@@ -187,13 +188,27 @@ def test_train_saves_a_checkpoint_that_test_loads(tmp_path):
              'train_dataloader.batch_size': 2,  # BatchNorm in the heads needs more than one value per channel
              'train_cfg.max_iters': 3, 'default_hooks.checkpoint.interval': 3, 'default_hooks.logger.interval': 1,
              'val_cfg': None, 'val_dataloader': None, 'val_evaluator': None, 'randomness.seed': 0}
-    train_tool.main([SEG_CONFIG, '--work-dir', str(tmp_path), *cfg_options(train)])
+
+
+def test_train_saves_a_checkpoint_that_test_loads(tmp_path):
+    train_tool.main([SEG_CONFIG, '--work-dir', str(tmp_path), *cfg_options(seg_train_options())])
     checkpoint = tmp_path / 'iter_3.pth'
     # layer-wise lr decay was applied: one lr each for the stem, the 4 Vim layers and the rest
     lrs = {group['lr'] for group in torch.load(checkpoint)['optimizer']['param_groups']}
     assert len(lrs) == 6
     metrics = run_test(MTR_SEG_CONFIG, tmp_path / 'test', {**SEG, **TINY_MTR}, checkpoint)
     assert 0 <= metrics['mIoU'] <= 100
+
+
+def test_two_process_training_on_cpu(tmp_path):
+    """tools/dist_train.sh with 2 processes (gloo) trains and saves like one process does."""
+    options = {**seg_train_options(), 'env_cfg.dist_cfg.backend': 'gloo'}
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
+    command = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(REPO / SEG_CONFIG), '2', '--work-dir', str(tmp_path),
+               *cfg_options(options)]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / 'iter_3.pth').stat().st_size > 0
 
 
 def test_bad_inputs_fail_clearly(seg_checkpoint, det_checkpoint, tmp_path):

@@ -14,12 +14,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
-import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtr_mm.apis import load_config, task_library  # noqa: E402
+from mtr_mm.apis import init_cpu_distributed, load_config, task_library  # noqa: E402
 from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 
 
@@ -79,32 +78,6 @@ def check_test_data(cfg):
         if path and '://' not in str(path) and not osp.exists(path):
             raise FileNotFoundError(f'test data not found: {path} does not exist. Set {key} in the config or '
                                     f'with --cfg-options {key}=PATH')
-
-
-def sync_bn_to_bn(node):
-    """Replace SyncBN by BN in a config: the same computation at test time (running statistics)."""
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for value in node.values():
-            sync_bn_to_bn(value)
-    elif isinstance(node, list):
-        for value in node:
-            sync_bn_to_bn(value)
-
-
-def init_cpu_distributed(cfg):
-    """mmengine's 'pytorch' launcher assumes GPUs: it calls torch.cuda.set_device (absent from CPU
-    builds of torch) and hands DDP device_ids, and DDP refuses SyncBN on CPU. Without CUDA, start
-    the process group here (gloo; NCCL needs GPUs), wrap the model without device ids and test
-    with BN; the Runner then uses all three."""
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
-        return
-    sync_bn_to_bn(cfg.model)
-    backend = cfg.env_cfg.get('dist_cfg', {}).get('backend', 'gloo')
-    torch.distributed.init_process_group(backend='gloo' if backend == 'nccl' else backend)
-    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-                                 find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
 def main(argv=None):

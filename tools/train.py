@@ -14,7 +14,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtr_mm.apis import load_config, task_library  # noqa: E402
+from mtr_mm.apis import init_cpu_distributed, load_config, task_library  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,6 +47,7 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
+    init_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 
