@@ -112,3 +112,11 @@ def test_mtr_scores_tokens_by_both_directions_delta():
     expected = branch_delta(x, mixer.conv1d, mixer.x_proj, mixer.dt_proj) + branch_delta(
         x.flip(-1), mixer.conv1d_b, mixer.x_proj_b, mixer.dt_proj_b).flip(-1)
     torch.testing.assert_close(score, expected)
+
+
+def test_target_schedule_counts_reactivated_layers_at_full_length():
+    dims = DIMS['tiny']
+    reduction = TokenReduction('mtr', dict(layers=[4, 8, 12], flops_reduction=0.2), reactivate_at=16)
+    report = reduction.flops(dims, (32, 32), has_cls=False)
+    assert report.tokens[16:] == [1024] * 8
+    assert 1 - report.total / vim_flops(dims, 1024, 1024).total == pytest.approx(0.2, abs=0.01)

@@ -1,19 +1,16 @@
 """Classification end to end: official checkpoints through tools/test.py, init_model, the
 converter, init_cfg Pretrained, get_flops and the token pictures, on the real ImageNet samples."""
-import os
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from reference_vim import official_state_dict, reference_forward, save_official_checkpoint
+from shared_paths import REPO, SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get('MTR_SHARED_DATA', ROOT.parent / 'shared' / 'data'))
-IMAGENET = DATA / 'imagenet_sample'
-CONFIG = str(ROOT / 'configs' / 'vim' / 'vim_tiny_in1k.py')
-MTR_CONFIG = str(ROOT / 'configs' / 'mtr_vim_cls.py')
+IMAGENET = SHARED_DATA / 'imagenet_sample'
+CONFIG = str(REPO / 'configs' / 'vim' / 'vim_tiny_in1k.py')
+MTR_CONFIG = str(REPO / 'configs' / 'mtr_vim_cls.py')
 DEPTH = 3
 SMALL = [f'model.backbone.depth={DEPTH}', f'test_dataloader.dataset.data_root={IMAGENET}',
          'test_dataloader.num_workers=0', 'test_dataloader.batch_size=2']
@@ -133,6 +130,6 @@ def test_wrong_checkpoints_fail_clearly(official, tmp_path):
     from mtr_mm.checkpoint import CheckpointError
     path, _ = official
     with pytest.raises(CheckpointError, match='(?s)size mismatch.*arch tiny/small/base'):
-        init_model(str(ROOT / 'configs' / 'vim' / 'vim_small_in1k.py'), path, cfg_options={'model.backbone.depth': DEPTH})
+        init_model(str(REPO / 'configs' / 'vim' / 'vim_small_in1k.py'), path, cfg_options={'model.backbone.depth': DEPTH})
     with pytest.raises(CheckpointError, match='missing'):
         init_model(CONFIG, path)  # depth 24 config, depth 3 checkpoint

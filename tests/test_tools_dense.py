@@ -15,21 +15,11 @@ import torch
 from mtr_mm.apis import init_model
 from mtr_mm.checkpoint import CheckpointError
 from mtr_mm.reduction.restore import RESTORE_MODES
+from shared_paths import REPO, SHARED_DATA
 from tools import test as test_tool
 from tools import train as train_tool
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data() -> Path:
-    for root in (Path(__file__).resolve().parents[2] / 'shared' / 'data', os.environ.get('MTR_SHARED_DATA')):
-        if root is not None and Path(root, 'ade_sample').is_dir():
-            return Path(root)
-    pytest.skip('the shared sample data is missing: set MTR_SHARED_DATA to the folder holding ade_sample/',
-                allow_module_level=True)
-
-
-DATA = shared_data()
+DATA = SHARED_DATA
 ADE, COCO = DATA / 'ade_sample', DATA / 'coco_sample'
 SEG_CONFIG, MTR_SEG_CONFIG = 'configs/vim_seg/vim_tiny_upernet_ade20k_512.py', 'configs/mtr_vim_seg.py'
 DET_CONFIG, MTR_DET_CONFIG = 'configs/vim_det/vim_tiny_cascade_mask_rcnn_coco_lsj.py', 'configs/mtr_vim_det.py'

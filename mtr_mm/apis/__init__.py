@@ -40,9 +40,10 @@ def init_model(config: Union[str, Config], checkpoint: Optional[str] = None, dev
     task_library(cfg)
     registry = importlib.import_module(f"{cfg.default_scope}.registry").MODELS
     model = registry.build(cfg.model)
-    model.init_weights()
-    if checkpoint is not None:
+    if checkpoint is not None:  # replaces every weight: the config's own init (e.g. Pretrained) is skipped
         load_model_checkpoint(model, checkpoint)
+    else:
+        model.init_weights()
     model.cfg = cfg
     return model.to(device).eval()
 

@@ -55,7 +55,7 @@ class TokenReduction:
         if key not in self._removed:
             num_patches = grid_size[0] * grid_size[1]
             self._removed[key] = self.schedule.removed(dims, num_patches, num_patches + int(has_cls), has_cls,
-                                                       self.reducer)
+                                                       self.reducer, self.reactivate_at)
         return self._removed[key]
 
     def flops(self, dims: VimDims, grid_size: tuple, has_cls: bool, directions: int = 1) -> FlopsReport:
@@ -76,6 +76,8 @@ class TokenReduction:
 
     def reactivate(self, state: TokenState) -> TokenState:
         """The full sequence again: every position restored, then treated as never reduced."""
+        if state.num_tokens == state.num_original:  # nothing was removed: keep the tensors as they are
+            return state
         hidden = restore_tokens(state, state.hidden, self.restore, state.stale_hidden)
         residual = restore_tokens(state, state.residual, self.restore, state.stale_residual)
         fresh = TokenState.create(hidden, state.cls_position, state.grid_size)

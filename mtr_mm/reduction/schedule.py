@@ -50,8 +50,10 @@ class Schedule:
             raise ValueError(f'schedule: flops_reduction {self.flops_reduction} must be in [0, 1) '
                              '(e.g. 0.4 for 40 % fewer FLOPs)')
 
-    def removed(self, dims: VimDims, num_patches: int, num_tokens: int, has_cls: bool, reducer=None) -> List[int]:
-        """Tokens removed after each of the ``dims.depth`` layers for this input size."""
+    def removed(self, dims: VimDims, num_patches: int, num_tokens: int, has_cls: bool, reducer=None,
+                reactivate_at: Optional[int] = None) -> List[int]:
+        """Tokens removed after each of the ``dims.depth`` layers for this input size (a FLOPs target
+        counts the layers from ``reactivate_at`` on at full length)."""
         bad = [i for i in self.layers if not 0 <= i < dims.depth - 1]
         if bad:
             raise ValueError(f'schedule: layers {bad} out of range; a reduction after layer i needs a later '
@@ -59,7 +61,7 @@ class Schedule:
         candidates = num_tokens - int(has_cls)
         if self.flops_reduction is not None:
             per_layer = solve_target(self.flops_reduction, self.layers, dims, num_patches, num_tokens,
-                                     candidates, reducer)
+                                     candidates, reducer, reactivate_at)
         elif self.r is not None:
             per_layer = [int(r) for r in _per_layer(self.r, self.layers, 'r')]
         else:
@@ -79,7 +81,7 @@ class Schedule:
 
 
 def solve_target(target: float, layers: Sequence[int], dims: VimDims, num_patches: int, num_tokens: int,
-                 candidates: int, reducer=None) -> List[int]:
+                 candidates: int, reducer=None, reactivate_at: Optional[int] = None) -> List[int]:
     """r per reducing layer whose FLOPs reduction is closest to ``target``.
 
     A uniform request u is capped per layer by what the method can remove there
@@ -103,7 +105,7 @@ def solve_target(target: float, layers: Sequence[int], dims: VimDims, num_patche
         removed = [0] * dims.depth
         for layer, r in zip(layers, per_layer):
             removed[layer] = r
-        return 1 - vim_flops(dims, num_patches, num_tokens, removed, reducer).total / full
+        return 1 - vim_flops(dims, num_patches, num_tokens, removed, reducer, reactivate_at=reactivate_at).total / full
 
     most = achieved(capped([candidates] * len(layers)))
     if most < target:
