@@ -115,6 +115,10 @@ def test_get_flops_prints_community_and_both_direction_numbers(capsys):
     out = capsys.readouterr().out
     assert re.search(r'\(unreduced 1\.449 G, 40\.\d% fewer\)', out)
     assert len(re.findall(r'^ +\d+ +\d+ ', out, re.M)) == 24
+    for dense in ('mtr_vim_seg.py', 'mtr_vim_det.py'):  # neck + dense head counted by mmengine's analyzer
+        main([str(REPO / 'configs' / dense), '--shape', '256', '256'])
+        out = capsys.readouterr().out
+        assert re.search(r'neck \+ decode head / RPN .*: +\d+\.\d+ G', out), out
 
 
 def test_visualize_tokens_writes_pictures(official, tmp_path):

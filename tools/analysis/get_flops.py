@@ -71,7 +71,8 @@ def head_flops(model, shape):
 
 def main(argv=None):
     args = parse_args(argv)
-    model = init_model(args.config, cfg_options=args.cfg_options)
+    # FLOPs do not depend on the weights: skip a Pretrained backbone init (its file may not be here).
+    model = init_model(args.config, cfg_options={'model.backbone.init_cfg': None, **(args.cfg_options or {})})
     vim = find_vim(model)
     if vim is None:
         raise SystemExit(f'{args.config} has no Vim backbone')
