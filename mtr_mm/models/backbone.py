@@ -10,7 +10,6 @@ mmdet. It only chooses what to read from the one Vim forward:
 """
 from typing import Optional, Sequence
 
-import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
