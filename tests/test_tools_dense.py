@@ -68,7 +68,13 @@ def run_test(config, work_dir, options, checkpoint=None):
 def logged_metrics(work_dir) -> dict:
     """The metrics line LoggerHook wrote to the json log of the (only) run in work_dir."""
     [path] = glob.glob(str(Path(work_dir) / '*' / '*.json'))
-    return json.loads(Path(path).read_text().splitlines()[-1])
+    # Read object by object: under heavy load a multi-process run was once seen appending a second,
+    # identical record to the line without a newline.
+    text, decoder, records, end = Path(path).read_text(), json.JSONDecoder(), [], 0
+    while text[end:].strip():
+        record, end = decoder.raw_decode(text, end + len(text[end:]) - len(text[end:].lstrip()))
+        records.append(record)
+    return records[-1]
 
 
 def save_random_checkpoint(config, options, path, adjust=None):
