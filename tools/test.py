@@ -8,17 +8,16 @@ be an official hustvl/Vim file (converted on the fly, loaded safely) or one save
 Multi-GPU: tools/dist_test.sh; clusters: tools/slurm_test.sh.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtr_mm.apis import init_cpu_distributed, load_config, task_library  # noqa: E402
+from mtr_mm.apis import init_cpu_distributed  # noqa: E402
+from mtr_mm.apis.runner import parse_runner_args, runner_config  # noqa: E402
 from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 
 
@@ -30,12 +29,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='classification/detection: a .pkl of raw predictions; '
                         'segmentation: a folder for the predicted label maps')
     parser.add_argument('--show-dir', help='save pictures of the predictions (and token maps) here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def configure_outputs(cfg, args):
@@ -82,11 +76,7 @@ def check_test_data(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    task_library(cfg)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = runner_config(args)
     cfg.load_from = None  # the checkpoint is loaded below, through the safe official-aware loader
     check_test_data(cfg)
     configure_outputs(cfg, args)

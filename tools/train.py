@@ -5,16 +5,15 @@ Vim backbone initialised from an official checkpoint through the backbone's init
                           [--launcher none|pytorch|slurm|mpi]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtr_mm.apis import init_cpu_distributed, load_config, task_library  # noqa: E402
+from mtr_mm.apis import init_cpu_distributed  # noqa: E402
+from mtr_mm.apis.runner import parse_runner_args, runner_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -23,23 +22,14 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default ./work_dirs/CONFIG_NAME)')
     parser.add_argument('--resume', nargs='?', const='auto', help='resume from CKPT, or the latest in work-dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    task_library(cfg)
+    cfg = runner_config(args)
     if 'train_dataloader' not in cfg:
         raise ValueError(f'{args.config} has no train_dataloader: it is an evaluation-only config')
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
