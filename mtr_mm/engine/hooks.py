@@ -9,21 +9,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..models.vim import VisionMamba
-from ..reduction.flops import vim_flops
 from ..visualization import TokenRecorder, render_token_panels
 
 
 def find_vim(model) -> Optional[VisionMamba]:
     model = model.module if is_model_wrapper(model) else model
     return next((m for m in model.modules() if isinstance(m, VisionMamba)), None)
-
-
-def backbone_flops(vim: VisionMamba, grid_size: tuple, directions: int = 1) -> float:
-    """Backbone FLOPs of one image with this patch grid, reduction and its overhead included."""
-    num_patches = grid_size[0] * grid_size[1]
-    return vim_flops(vim.dims(), num_patches, num_patches + int(vim.with_cls_token), vim.removed_per_layer(grid_size),
-                     vim.reduction.reducer if vim.reduction is not None else None, directions,
-                     vim.reduction.reactivate_at if vim.reduction is not None else None).total
 
 
 @HOOKS.register_module()
@@ -47,8 +38,8 @@ class ReductionInfoHook(Hook):
 
     def _count(self, module, inputs, output):
         grid, batch = output[1], output[0].shape[0]
-        self._batch[0] += batch * backbone_flops(self._vim, grid, 1)
-        self._batch[1] += batch * backbone_flops(self._vim, grid, 2)
+        self._batch[0] += batch * self._vim.flops(grid, 1).total
+        self._batch[1] += batch * self._vim.flops(grid, 2).total
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self._vim is None:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..ops import causal_conv1d, rms_norm, selective_scan
 from ..reduction.engine import build_reduction
-from ..reduction.flops import VimDims
+from ..reduction.flops import FlopsReport, VimDims, vim_flops
 from ..reduction.state import TokenState
 
 # The released models (../docs/models.md): embed dims per size name, all with depth 24.
@@ -254,6 +254,14 @@ class VisionMamba(nn.Module):
         x = x + resize_pos_embed(self.pos_embed, self.pos_grid, grid, pos_cls)
         records = self.reduction.record_flags() if self.reduction is not None else {}
         return TokenState.create(x, cls_position, grid, **records)
+
+    def flops(self, grid_size: tuple, directions: int = 1, reduced: bool = True) -> FlopsReport:
+        """Analytic FLOPs of one image with this patch grid: with the reduction and its overhead,
+        or of the unreduced network (``reduced=False``); ``directions`` 1 or 2 (see flops.py)."""
+        if reduced and self.reduction is not None:
+            return self.reduction.flops(self.dims(), grid_size, self.with_cls_token, directions)
+        num_patches = grid_size[0] * grid_size[1]
+        return vim_flops(self.dims(), num_patches, num_patches + int(self.with_cls_token), directions=directions)
 
     def removed_per_layer(self, grid_size: tuple) -> List[int]:
         """Tokens the reduction removes after each layer for this input grid (zeros without one)."""

@@ -18,7 +18,6 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mtr_mm.apis import init_model  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
-from mtr_mm.reduction.flops import vim_flops  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -28,19 +27,6 @@ def parse_args(argv=None):
                         help='input size (default: the backbone img_size)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
     return parser.parse_args(argv)
-
-
-def backbone_report(vim, grid_size):
-    num_patches = grid_size[0] * grid_size[1]
-    reduction = vim.reduction
-    kwargs = dict(removed=vim.removed_per_layer(grid_size),
-                  reducer=reduction.reducer if reduction is not None else None,
-                  reactivate_at=reduction.reactivate_at if reduction is not None else None)
-    num_tokens = num_patches + int(vim.with_cls_token)
-    one = vim_flops(vim.dims(), num_patches, num_tokens, directions=1, **kwargs)
-    both = vim_flops(vim.dims(), num_patches, num_tokens, directions=2, **kwargs)
-    full = vim_flops(vim.dims(), num_patches, num_tokens, directions=1)
-    return one, both, full
 
 
 def head_flops(model, shape):
@@ -79,7 +65,7 @@ def main(argv=None):
     shape = tuple(args.shape) if args.shape else tuple(s * vim.patch_embed.stride + vim.patch_embed.patch_size
                                                        - vim.patch_embed.stride for s in vim.pos_grid)
     grid = vim.patch_embed.grid_size(*shape)
-    one, both, full = backbone_report(vim, grid)
+    one, both, full = vim.flops(grid, 1), vim.flops(grid, 2), vim.flops(grid, 1, reduced=False)
     print(f'config: {args.config}\ninput: {shape[0]}x{shape[1]}  grid: {grid[0]}x{grid[1]}  '
           f'reduction: {vim.reduction}')
     print(f'{"layer":>5} {"tokens":>6} {"GFLOPs 1-dir":>13} {"GFLOPs 2-dir":>13} {"overhead":>10}')

@@ -135,10 +135,10 @@ def bench_arch(arch, runs, dtype_name, args, inputs, ops):
         with torch.autocast(args.device.split(':')[0], dtype=dtype, enabled=dtype is not None):
             overhead = reduction_overhead(model, inputs[0], measure, 3)
         grid = model.patch_embed.grid_size(*inputs[0].shape[-2:])
-        flops = model.reduction.flops(model.dims(), grid, True).total if model.reduction else None
+        flops = model.flops(grid).total
         rows.append(dict(arch=arch, dtype=dtype_name, ops=ops, run=run, batch=args.batch, seconds=median,
                          images_per_s=args.batch / median, speedup=(base / median) if base else None,
-                         overhead_share=overhead / median, peak_gib=peak.get(run), gflops=flops and flops / 1e9))
+                         overhead_share=overhead / median, peak_gib=peak.get(run), gflops=flops / 1e9))
     return rows
 
 

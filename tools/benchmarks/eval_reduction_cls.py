@@ -39,7 +39,6 @@ import torch  # noqa: E402
 from mtr_mm import checkpoint as ckpt  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
-from mtr_mm.reduction import vim_flops  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
@@ -113,12 +112,8 @@ def config_key(spec: dict) -> str:
 
 def flops_of(model) -> dict:
     """Exact GFLOPs (one direction, overhead included) and tokens removed after each layer."""
-    dims, grid = model.dims(), model.pos_grid
-    num_patches = grid[0] * grid[1]
-    base = vim_flops(dims, num_patches, num_patches + 1).total
-    if model.reduction is None:
-        return dict(gflops=base / 1e9, flops_reduction=0., removed={})
-    total = model.reduction.flops(dims, grid, True).total
+    grid = model.pos_grid
+    base, total = model.flops(grid, reduced=False).total, model.flops(grid).total
     removed = {i: r for i, r in enumerate(model.removed_per_layer(grid)) if r}
     return dict(gflops=total / 1e9, flops_reduction=1 - total / base, removed=removed)
 
