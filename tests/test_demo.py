@@ -12,7 +12,7 @@ def test_demo_prints_table_and_writes_pictures(capsys):
     unreduced = re.search(r'^unreduced +(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d+)$', out, re.M)
     mtr = re.search(r'^MTR -40% FLOPs +(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d+)$', out, re.M)
     assert unreduced and mtr, out
-    assert float(unreduced.group(2)) == 1.449 and float(mtr.group(2)) == 0.867
+    assert float(unreduced.group(2)) == 1.449 and float(mtr.group(2)) == 0.868
     # the shipped checkpoint really is trained: far above the 10 % of chance without reduction
     assert float(unreduced.group(1)) > 40
     tokens = sorted((Path(WORK_DIR) / 'show' / 'tokens').glob('fashion_*_tokens.png'))

@@ -8,7 +8,8 @@ from mtr_mm.models import VisionMamba, vim_arch
 from mtr_mm.reduction import REDUCERS, TokenReduction, VimDims, vim_flops
 
 METHODS = sorted(REDUCERS.module_dict)
-LAYERS = [4, 8, 12, 16, 20]
+# The shipped MTR layer set (configs/_base_/reductions/mtr.py) and the one before it.
+LAYER_SETS = ([6, 9, 12, 15, 18], [4, 8, 12, 16, 20])
 DIMS = {'tiny': VimDims(192, 24, dt_rank=12), 'small': VimDims(384, 24, dt_rank=24),
         'base': VimDims(768, 24, dt_rank=48)}
 
@@ -31,8 +32,9 @@ def test_flops_counter_against_hand_count_of_one_layer():
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
 @pytest.mark.parametrize('target', [0.2, 0.3, 0.4])
-def test_target_schedule_reaches_flops_reduction(method, arch, target):
-    reduction = TokenReduction(method, dict(layers=LAYERS, flops_reduction=target))
+@pytest.mark.parametrize('layers', LAYER_SETS)
+def test_target_schedule_reaches_flops_reduction(method, arch, target, layers):
+    reduction = TokenReduction(method, dict(layers=layers, flops_reduction=target))
     report = reduction.flops(DIMS[arch], (14, 14), has_cls=True)
     achieved = 1 - report.total / vim_flops(DIMS[arch], 196, 197).total
     assert abs(achieved - target) <= 0.01, (achieved, report.tokens)
@@ -64,6 +66,25 @@ def test_r_impossible_for_method_fails_at_build_time():
         tiny_model(dict(method='tome', schedule=dict(layers=[1], r=12)))
     with pytest.raises(ValueError, match='unknown reducer'):
         tiny_model(dict(method='nope', schedule=dict(layers=[1], r=1)))
+
+
+def test_set_reduction_swaps_the_method_on_a_loaded_model():
+    """What eval_reduction_seg.py relies on: installing a reduction later equals building with it,
+    None gives the unreduced model back, and a bad schedule fails when set, leaving no half state."""
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    reduction = dict(method='mtr', schedule=dict(layers=[1, 3], r=3))
+    model = tiny_model()
+    with torch.no_grad():
+        plain = model(images)
+        model.set_reduction(reduction)
+        swapped = model(images)
+        built = tiny_model(reduction)(images)
+        model.set_reduction(None)
+        back = model(images)
+    assert torch.equal(swapped, built) and torch.equal(back, plain) and not torch.equal(swapped, plain)
+    with pytest.raises(ValueError, match='out of reach'):
+        model.set_reduction(dict(method='mtr', schedule=dict(layers=[1], flops_reduction=0.9)))
+    assert model.reduction is None
 
 
 @pytest.mark.parametrize('method', METHODS)

@@ -23,7 +23,7 @@ if not osp.isfile(osp.join(FASHION, fs.FASHION_FILES['test'][0])):
                 '(scripts/setup_env.sh installs it)', allow_module_level=True)
 pytest.importorskip('skimage', reason='scikit-image (the background photographs) is not installed')
 
-SAMPLE_ARGS = ['--cls-train', '6', '--cls-test', '6', '--seg', '3', '--det', '3', '--batch', '4',
+SAMPLE_ARGS = ['--cls-train', '6', '--cls-test', '6', '--seg', '3', '--seg-train', '4', '--det', '3', '--batch', '4',
                '--fashion-dir', FASHION]
 TINY = ['--embed-dims', '16', '--depth', '4']
 
@@ -67,7 +67,8 @@ def files_of(folder: Path) -> dict:
 def test_generator_is_deterministic(generated):
     first, second = map(files_of, generated)
     assert sorted(first) == sorted(second)
-    assert len([k for k in first if k.endswith('.jpg')]) == 6
+    assert len([k for k in first if k.endswith('.jpg')]) == 10  # 3 + 4 segmentation, 3 detection scenes
+    assert len([k for k in first if k.startswith('seg/images/training/')]) == 4
     assert all(first[k] == second[k] for k in first), [k for k in first if first[k] != second[k]]
 
 
@@ -152,6 +153,20 @@ def test_segmentation_scenes_load_with_mmseg(generated):
             assert len(np.unique(item['gt_seg_map'])) > 1
 
 
+def test_training_scenes_use_the_train_garments(generated):
+    """The training split is its own draw from the train garments: no scene repeats a validation one."""
+    import cv2
+    seg = generated[0] / 'seg'
+    train = [cv2.imread(str(p)) for p in sorted((seg / 'images' / 'training').glob('*.jpg'))]
+    val = [cv2.imread(str(p)) for p in sorted((seg / 'images' / 'validation').glob('*.jpg'))]
+    assert not any(np.array_equal(t, v) for t in train for v in val)
+    train_sources = fs.load_sources(FASHION, 'train')
+    images, instances, classes = fs.scene_batch(train_sources, 0, 'seg_train', torch.arange(4), *fs.SEG_SIZE)
+    for i, path in enumerate(sorted((seg / 'annotations' / 'training').glob('*.png'))):
+        label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(label, fs.semantic_map(instances, classes)[i].numpy())
+
+
 def test_detection_scenes_load_with_mmdet_and_gt_scores_ap_1(generated):
     from mmdet.datasets import CocoDataset
     from mmdet.evaluation import CocoMetric
@@ -229,3 +244,62 @@ def test_evaluation_of_every_reducer_on_cpu(trained, tmp_path):
     again = tmp_path / 'again'
     run_script('tools/benchmarks/eval_reduction_cls.py', '--report-only', out / 'results.json', '--out-dir', again)
     assert (again / 'results.md').read_text() == report
+
+
+# Vim 64 wide, 4 deep, UperNet 32 channels, on the 512x512 scenes (the model's grid: 32x32 patches).
+SEG_TINY = {'model.backbone.embed_dims': 64, 'model.backbone.depth': 4, 'model.backbone.out_indices': [0, 1, 2, 3],
+            'model.backbone.init_cfg': None, 'model.neck.in_channels': [64] * 4, 'model.neck.out_channels': 32,
+            'model.decode_head.in_channels': [32] * 4, 'model.decode_head.channels': 32,
+            'model.auxiliary_head.in_channels': 32, 'model.auxiliary_head.channels': 16,
+            'train_dataloader.batch_size': 2, 'val_dataloader.batch_size': 2, 'test_dataloader.batch_size': 2,
+            **{f'{split}_dataloader.{key}': value for split in ('train', 'val', 'test')
+               for key, value in (('num_workers', 0), ('persistent_workers', False))}}
+SEG_CONFIG = 'configs/vim_seg/vim_tiny_upernet_fashion_512.py'
+
+
+def seg_options(root) -> list:
+    def text(value):
+        return '[' + ','.join(map(str, value)) + ']' if isinstance(value, list) else str(value)
+    options = {**SEG_TINY, **{f'{split}_dataloader.dataset.data_root': root for split in ('train', 'val', 'test')}}
+    return ['--cfg-options', *(f'{key}={text(value)}' for key, value in options.items())]
+
+
+@pytest.fixture(scope='module')
+def seg_trained(generated, tmp_path_factory):
+    """Two training iterations of the Fashion segmentation config on the generated scenes."""
+    work_dir = tmp_path_factory.mktemp('seg_train')
+    run_script('tools/train.py', SEG_CONFIG, '--work-dir', work_dir, *seg_options(generated[0] / 'seg'),
+               'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2')
+    return work_dir / 'iter_2.pth'
+
+
+def test_segmentation_grid_on_the_scenes(generated, seg_trained, tmp_path):
+    """tools/train.py -> eval_reduction_seg.py: every requested run, mIoU from mmseg's IoUMetric,
+    measured GFLOPs at the target; the unreduced run equals tools/test.py on the same checkpoint."""
+    root = generated[0] / 'seg'
+    out = tmp_path / 'eval'
+    run_script('tools/benchmarks/eval_reduction_seg.py', SEG_CONFIG, seg_trained, '--methods', 'mtr', 'tome',
+               '--targets', '0.3', '0.4', '--restores', 'unmerge', 'zero', '--layers', '0', '1', '2',
+               '--out-dir', out, *seg_options(root))
+    results = json.loads((out / 'results.json').read_text())
+    rows = {r['name']: r for r in results['rows']}
+    assert results['images'] == 3 and len(rows) == 1 + 2 * 2 * 2
+    base = rows['none']
+    for name, row in rows.items():
+        if name == 'none':
+            continue
+        if 'error' in row:  # ToMe merges at most half the tokens per layer: 40 % is out of reach on 3 layers
+            assert row['method'] == 'tome' and row['target'] == 0.4 and 'out of reach' in row['error']
+            continue
+        assert abs(1 - row['gflops'] / base['gflops'] - row['target']) < 0.01, row
+        assert 0 <= row['miou'] <= 100
+    assert rows['mtr@0.4 unmerge']['miou'] != rows['mtr@0.4 zero']['miou'] or \
+        rows['mtr@0.4 unmerge']['aacc'] != rows['mtr@0.4 zero']['aacc']  # restoration reaches the head
+    assert (out / 'miou_vs_gflops.png').stat().st_size > 0
+    test_dir = tmp_path / 'test'
+    run_script('tools/test.py', SEG_CONFIG, seg_trained, '--work-dir', test_dir, *seg_options(root))
+    [log] = test_dir.glob('*/*.json')
+    assert json.loads(log.read_text().splitlines()[-1])['mIoU'] == pytest.approx(base['miou'], abs=0.01)
+    again = tmp_path / 'again'
+    run_script('tools/benchmarks/eval_reduction_seg.py', '--report-only', out / 'results.json', '--out-dir', again)
+    assert (again / 'results.md').read_text() == (out / 'results.md').read_text()

@@ -32,14 +32,14 @@ PICTURES = [osp.join(ROOT, 'demo', 'data', 'imagenet', 'bird.JPEG'), osp.join(RO
 
 
 def join_checkpoint() -> str:
-    """The checkpoint is shipped as two byte ranges (each under 10 MB); join them once."""
+    """The checkpoint is shipped as two byte ranges (each under 10 MB); join them (again every run:
+    a stale copy of an older checkpoint can have the same size)."""
     path = osp.join(WORK_DIR, 'vim_tiny_fashion_fp16.pth')
-    if not osp.exists(path) or osp.getsize(path) != sum(osp.getsize(p) for p in PARTS):
-        os.makedirs(WORK_DIR, exist_ok=True)
-        with open(path, 'wb') as out:
-            for part in PARTS:
-                with open(part, 'rb') as f:
-                    out.write(f.read())
+    os.makedirs(WORK_DIR, exist_ok=True)
+    with open(path, 'wb') as out:
+        for part in PARTS:
+            with open(part, 'rb') as f:
+                out.write(f.read())
     return path
 
 

@@ -53,7 +53,7 @@ CLS_SIZE = 224
 SEG_SIZE = (512, 512)         # (height, width): ADE20K's usual crop
 DET_SIZE = (480, 640)         # (height, width): a typical COCO image
 # Each part of the data draws from its own random streams.
-PARTS = {'cls_train': 0, 'cls_test': 1, 'seg': 2, 'det': 3}
+PARTS = {'cls_train': 0, 'cls_test': 1, 'seg': 2, 'det': 3, 'seg_train': 4}
 # Normalisation of the network input (ImageNet statistics, as for the released Vim models).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -217,12 +217,18 @@ class VisionMamba(nn.Module):
             for rate in drop_rates)
         self.drop_path = DropPath(drop_path_rate)
         self.norm_f = RMSNorm(embed_dims)
-        self.reduction = build_reduction(reduction)
+        self.set_reduction(reduction)
         # Callables fn(layer_index, state) run after every reduction step (token visualisation).
         self.token_observers: List[Callable[[int, TokenState], None]] = []
-        if self.reduction is not None:  # fail at build time, not at the first image
-            self.reduction.check(self.dims(), self.pos_grid, with_cls_token)
         self.init_weights()
+
+    def set_reduction(self, reduction):
+        """Install a token reduction (config dict, TokenReduction or None), e.g. to compare methods on
+        one loaded model; checked against the model's grid now, not at the first image."""
+        reduction = build_reduction(reduction)
+        if reduction is not None:
+            reduction.check(self.dims(), self.pos_grid, self.with_cls_token)
+        self.reduction = reduction
 
     def init_weights(self):
         """Vim's initialisation for training from scratch (official checkpoints overwrite it):

@@ -28,7 +28,6 @@ from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
 
-LAYERS = [4, 8, 12, 16, 20]
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 
 
@@ -40,6 +39,8 @@ def parse_args(argv=None):
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--runs', default='none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,evit@0.4,tome@0.4,'
                         'pumer@0.4,utr@0.4,hsa@0.4', help='comma list of METHOD@FLOPS_REDUCTION or none')
+    parser.add_argument('--layers', nargs='+', type=int, default=[6, 9, 12, 15, 18],
+                        help='reducing layers, the same for every method (default: the shipped MTR configs)')
     parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
     parser.add_argument('--iters', type=int, default=10, help='forwards per timing')
     parser.add_argument('--ops', nargs='+', default=['auto'], choices=['auto', 'torch', 'cuda'],
@@ -51,11 +52,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build(arch, run, device):
+def build(arch, run, device, layers=()):
     reduction = None
     if run != 'none':
         method, target = run.split('@')
-        reduction = dict(method=method, schedule=dict(layers=LAYERS, flops_reduction=float(target)))
+        reduction = dict(method=method, schedule=dict(layers=list(layers), flops_reduction=float(target)))
     torch.manual_seed(0)
     model = VisionMamba(reduction=reduction, **vim_arch(arch))
     return model.to(device).eval()
@@ -107,7 +108,7 @@ def reduction_overhead(model, images, measure, iters):
 
 def bench_arch(arch, runs, dtype_name, args, inputs, ops):
     measure = timer(args.device)
-    models = {run: build(arch, run, args.device) for run in runs}
+    models = {run: build(arch, run, args.device, args.layers) for run in runs}
     dtype = DTYPES[dtype_name]
     times = {run: [] for run in runs}
 
@@ -215,7 +216,7 @@ def main(argv=None):
     runs = args.runs.split(',')
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
                    torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch,
-                   rounds=args.rounds, rows=[])
+                   rounds=args.rounds, layers=args.layers, rows=[])
     if args.check_backends:
         results['backends'] = check_backends(args)
     generator = torch.Generator(args.device).manual_seed(0)

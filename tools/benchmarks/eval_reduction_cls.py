@@ -58,10 +58,12 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='work_dirs/fashion_eval')
     parser.add_argument('--methods', nargs='+', default=list(METHODS))
     parser.add_argument('--targets', nargs='+', type=float, default=[0.2, 0.3, 0.4], help='FLOPs reductions')
-    parser.add_argument('--layers', nargs='+', type=int, default=[4, 8, 12, 16, 20], help='reducing layers')
+    parser.add_argument('--layers', nargs='+', type=int, default=[6, 9, 12, 15, 18],
+                        help='reducing layers (default: the shipped MTR configs)')
     parser.add_argument('--ablation-targets', nargs='*', type=float, default=[0.4], help='none: no ablation')
     parser.add_argument('--ablation-layers', nargs='*', type=layer_list,
-                        default=[[4, 8, 12, 16, 20], [2, 5, 8, 11, 14, 17, 20], [6, 9, 12, 15, 18]],
+                        default=[[4, 8, 12, 16, 20], [2, 5, 8, 11, 14, 17, 20], [8, 11, 14, 17, 20],
+                                 [6, 8, 10, 12, 14, 16, 18], [10, 13, 16, 19]],
                         help='layer sets, each a comma list')
     parser.add_argument('--limit', type=int, default=10000, help='test images (the first N of the fixed set)')
     parser.add_argument('--test-seed', type=int, default=0)

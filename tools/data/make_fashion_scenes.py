@@ -11,8 +11,9 @@ Output (DIR/):
     meta.json                               seed, sizes, classes, photos, constants
     cls/{train,test}_images.npy             (N, 224, 224, 3) uint8 RGB, one garment per image
     cls/{train,test}_labels.npy             (N,) int64 class index
-    seg/images/validation/scene_NNNNNN.jpg  ADE20K layout, 512x512
+    seg/images/validation/scene_NNNNNN.jpg  ADE20K layout, 512x512, Fashion-MNIST test garments
     seg/annotations/validation/*.png        0 = background, class + 1 on the item's own pixels
+    seg/{images,annotations}/training/      the same from the train garments (--seg-train)
     det/val2017/scene_NNNNNN.jpg            COCO layout, 640x480
     det/annotations/instances_val2017.json  boxes + RLE masks, category ids 1..10
     {cls,seg}/classes.txt                   the 10 class names, one a line
@@ -44,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='output folder')
     parser.add_argument('--cls-train', type=int, default=1000, help='classification train images (train garments)')
     parser.add_argument('--cls-test', type=int, default=1000, help='classification test images (test garments)')
-    parser.add_argument('--seg', type=int, default=200, help='segmentation scenes (ADE20K layout)')
+    parser.add_argument('--seg', type=int, default=200, help='segmentation validation scenes (ADE20K layout)')
+    parser.add_argument('--seg-train', type=int, default=0, help='segmentation training scenes (train garments)')
     parser.add_argument('--det', type=int, default=200, help='detection scenes (COCO layout)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batch', type=int, default=64, help='images rendered at once')
@@ -91,14 +93,19 @@ def save_jpeg(path: str, image: torch.Tensor):
     cv2.imwrite(path, image.permute(1, 2, 0).cpu().numpy()[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
 
 
-def write_seg(sources, seed: int, count: int, batch: int, out_dir: str):
-    """ADE20K layout: images/validation/*.jpg and annotations/validation/*.png."""
+# Scene part -> ADE20K split folder ('seg' keeps its name: the validation scenes predate training ones).
+SEG_SPLITS = {'seg': 'validation', 'seg_train': 'training'}
+
+
+def write_seg(sources, seed: int, part: str, count: int, batch: int, out_dir: str):
+    """ADE20K layout: images/{split}/*.jpg and annotations/{split}/*.png."""
     import cv2
-    image_dir, label_dir = osp.join(out_dir, 'images', 'validation'), osp.join(out_dir, 'annotations', 'validation')
+    split = SEG_SPLITS[part]
+    image_dir, label_dir = osp.join(out_dir, 'images', split), osp.join(out_dir, 'annotations', split)
     os.makedirs(image_dir, exist_ok=True)
     os.makedirs(label_dir, exist_ok=True)
     for index in batches(count, batch):
-        images, instances, classes = fs.scene_batch(sources, seed, 'seg', index, *fs.SEG_SIZE)
+        images, instances, classes = fs.scene_batch(sources, seed, part, index, *fs.SEG_SIZE)
         labels = fs.semantic_map(instances, classes).cpu().numpy()
         for i, image, label in zip(index.tolist(), images, labels):
             save_jpeg(osp.join(image_dir, scene_name(i) + '.jpg'), image)
@@ -150,7 +157,7 @@ def main(argv=None):
             print(f'{path}: {osp.getsize(path) / 2**20:.1f} MiB')
         return
     parts = [('cls_train', args.cls_train, 'train'), ('cls_test', args.cls_test, 'test'), ('seg', args.seg, 'test'),
-             ('det', args.det, 'test')]
+             ('seg_train', args.seg_train, 'train'), ('det', args.det, 'test')]
     sources = {split: fs.load_sources(args.fashion_dir, split, args.device) for split in ('train', 'test')
                if any(count and s == split for _, count, s in parts)}
     seconds = {}
@@ -163,8 +170,8 @@ def main(argv=None):
         if part.startswith('cls'):
             write_cls(sources[split], args.seed, part, count, args.batch, folder)
             write_classes(folder)
-        elif part == 'seg':
-            write_seg(sources[split], args.seed, count, args.batch, folder)
+        elif part in SEG_SPLITS:
+            write_seg(sources[split], args.seed, part, count, args.batch, folder)
             write_classes(folder)
         else:
             write_det(sources[split], args.seed, count, args.batch, folder)
