@@ -269,13 +269,16 @@ def seg_trained(generated, tmp_path_factory):
     """Two training iterations of the Fashion segmentation config on the generated scenes."""
     work_dir = tmp_path_factory.mktemp('seg_train')
     run_script('tools/train.py', SEG_CONFIG, '--work-dir', work_dir, *seg_options(generated[0] / 'seg'),
-               'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2')
+               'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
+               'randomness.seed=0')
     return work_dir / 'iter_2.pth'
 
 
 def test_segmentation_grid_on_the_scenes(generated, seg_trained, tmp_path):
     """tools/train.py -> eval_reduction_seg.py: every requested run, mIoU from mmseg's IoUMetric,
-    measured GFLOPs at the target; the unreduced run equals tools/test.py on the same checkpoint."""
+    measured GFLOPs at the target; the unreduced run equals tools/test.py on the same checkpoint.
+    (That each restoration mode reaches the head is tests/test_dense.py's job: two iterations leave
+    a model whose predictions may not depend on it.)"""
     root = generated[0] / 'seg'
     out = tmp_path / 'eval'
     run_script('tools/benchmarks/eval_reduction_seg.py', SEG_CONFIG, seg_trained, '--methods', 'mtr', 'tome',
@@ -293,8 +296,6 @@ def test_segmentation_grid_on_the_scenes(generated, seg_trained, tmp_path):
             continue
         assert abs(1 - row['gflops'] / base['gflops'] - row['target']) < 0.01, row
         assert 0 <= row['miou'] <= 100
-    assert rows['mtr@0.4 unmerge']['miou'] != rows['mtr@0.4 zero']['miou'] or \
-        rows['mtr@0.4 unmerge']['aacc'] != rows['mtr@0.4 zero']['aacc']  # restoration reaches the head
     assert (out / 'miou_vs_gflops.png').stat().st_size > 0
     test_dir = tmp_path / 'test'
     run_script('tools/test.py', SEG_CONFIG, seg_trained, '--work-dir', test_dir, *seg_options(root))
