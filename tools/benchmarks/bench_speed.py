@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
+from report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 
@@ -183,11 +184,8 @@ def write_report(results, out_dir):
                      f'{r["peak_gib"] if r["peak_gib"] is not None else float("nan"):.2f} |')
     with open(osp.join(out_dir, 'speed.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([0, 0.5], [1, 2], 'k--', label='ideal (1 / (1 - reduction))')
@@ -203,15 +201,12 @@ def write_report(results, out_dir):
     ax.set_ylabel('throughput speed-up')
     ax.legend(fontsize=7)
     ax.grid(alpha=.3)
-    fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'speedup_vs_flops.png'), dpi=120)
+    save_figure(fig, osp.join(out_dir, 'speedup_vs_flops.png'))
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.report_only:
-        with open(args.report_only) as f:
-            write_report(json.load(f), args.out_dir)
+    if rebuild_report(args, write_report):
         return
     runs = args.runs.split(',')
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',

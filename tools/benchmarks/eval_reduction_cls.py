@@ -40,6 +40,7 @@ from mtr_mm import checkpoint as ckpt  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
+from report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 # One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').
@@ -183,11 +184,8 @@ def write_report(results: dict, out_dir: str):
 
 
 def write_plot(rows: list, path: str):
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     base = next(r for r in rows if r['group'] == 'baseline')
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -211,16 +209,12 @@ def write_plot(rows: list, path: str):
         low = min(r['top1'] for r in ablation)
         right.set_xlim(max(low - 5, 0), max(base['top1'], *(r['top1'] for r in ablation)) + 1)
         right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.report_only:
-        with open(args.report_only) as f:
-            write_report(json.load(f), args.out_dir)
+    if rebuild_report(args, write_report):
         return
     set_ops_backend(args.ops)
     checkpoint = ckpt.load_file(args.checkpoint)

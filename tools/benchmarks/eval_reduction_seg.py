@@ -28,6 +28,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mtr_mm.apis import load_config, task_library  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
+from report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 DEFAULT_LAYERS = [6, 9, 12, 15, 18]
@@ -118,11 +119,8 @@ def write_report(results: dict, out_dir: str):
 
 
 def write_plot(rows: list, restores: list, path: str):
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     base = next(r for r in rows if r['method'] is None)
     fig, axes = plt.subplots(1, len(restores), figsize=(4.5 * len(restores), 4.2), sharey=True, squeeze=False)
@@ -137,16 +135,12 @@ def write_plot(rows: list, restores: list, path: str):
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel('mIoU (%)')
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.report_only:
-        with open(args.report_only) as f:
-            write_report(json.load(f), args.out_dir)
+    if rebuild_report(args, write_report):
         return
     runner = build_runner(args)
     results = dict(config=args.config, checkpoint=args.checkpoint, layers=args.layers,

@@ -1,0 +1,35 @@
+"""tools/benchmarks/bench_speed.py on the CPU (the H200 runs the same code with CUDA events): one
+timed round of a small Vim, the rows it reports, and the report rebuilt from its json."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mtr_mm.models import VisionMamba, vim_arch
+from shared_paths import REPO
+
+
+def run_bench(*args):
+    done = subprocess.run([sys.executable, 'tools/benchmarks/bench_speed.py', *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_speed_rows_on_cpu(tmp_path):
+    run_bench('--device', 'cpu', '--archs', 'tiny', '--batch', '1', '--dtypes', 'fp32', '--runs',
+              'none,mtr@0.4,hsa@0.4', '--layers', '6', '9', '12', '15', '18', '--rounds', '1', '--iters', '1',
+              '--out-dir', tmp_path)
+    results = json.loads((tmp_path / 'speed.json').read_text())
+    assert results['layers'] == [6, 9, 12, 15, 18] and results['device'] == 'cpu'
+    rows = {r['run']: r for r in results['rows']}
+    assert set(rows) == {'none', 'mtr@0.4', 'hsa@0.4'}
+    unreduced = VisionMamba(**vim_arch('tiny'), reduction=None).flops((14, 14)).total / 1e9
+    assert rows['none']['gflops'] == pytest.approx(unreduced) and rows['none']['speedup'] == 1
+    for run in ('mtr@0.4', 'hsa@0.4'):
+        assert 1 - rows[run]['gflops'] / unreduced == pytest.approx(0.4, abs=0.01)
+        assert rows[run]['images_per_s'] > 0 and 0 < rows[run]['overhead_share'] < 1
+    assert rows['none']['overhead_share'] == 0
+    again = tmp_path / 'again'
+    run_bench('--report-only', tmp_path / 'speed.json', '--out-dir', again)
+    assert (again / 'speed.md').read_text() == (tmp_path / 'speed.md').read_text()
