@@ -40,7 +40,7 @@ from mtr_mm import checkpoint as ckpt  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
-from report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
+from report_utils import method_table, pyplot, rebuild_report, save_figure  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 # One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').
@@ -141,17 +141,6 @@ def fmt_row(row: dict, reference: float) -> str:
             f'{row["top1"] - reference:+.2f} | {removed} |')
 
 
-def method_table(rows: list) -> list:
-    """Methods x targets: top-1 (GFLOPs) per cell."""
-    main = [r for r in rows if r['group'] == 'main']
-    targets = sorted({r['target'] for r in main})
-    lines = ['| method | ' + ' | '.join(f'-{t:.0%} FLOPs' for t in targets) + ' |', '|---' * (len(targets) + 1) + '|']
-    for method in dict.fromkeys(r['method'] for r in main):
-        cells = {r['target']: f'{r["top1"]:.2f} ({r["gflops"]:.3f} G)' for r in main if r['method'] == method}
-        lines.append(f'| {method} | ' + ' | '.join(cells.get(t, 'n/a') for t in targets) + ' |')
-    return lines
-
-
 def write_report(results: dict, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
     rows = results['rows']
@@ -165,7 +154,8 @@ def write_report(results: dict, out_dir: str):
              'direction, reduction overhead included. Reducing layers of the grid: '
              f'{results["layers"]}.', '', '## Every reducer: top-1 % (GFLOPs)', '',
              f'Unreduced: {base["top1"]:.2f} % at {base["gflops"]:.3f} GFLOPs.', '']
-    lines += method_table(ok)
+    lines += method_table([r for r in ok if r['group'] == 'main'],
+                          lambda r: f'{r["top1"]:.2f} ({r["gflops"]:.3f} G)')
     lines += ['', '## Every reducer: details', '', header.format('unreduced'), '|---' * 6 + '|']
     lines += [fmt_row(r, base['top1']) for r in ok if r['group'] != 'ablation']
     ablation = [r for r in ok if r['group'] == 'ablation']

@@ -28,7 +28,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mtr_mm.apis import load_config, task_library  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
-from report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
+from report_utils import method_table, pyplot, rebuild_report, save_figure  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 DEFAULT_LAYERS = [6, 9, 12, 15, 18]
@@ -83,17 +83,6 @@ def evaluate_run(runner, spec: dict, layers: list) -> dict:
     return dict(spec, **{name: float(metrics[key]) for name, key in keys.items()})
 
 
-def method_table(rows: list, restore: str) -> list:
-    """Methods x targets for one restoration mode: mIoU (GFLOPs) per cell."""
-    grid = [r for r in rows if r['restore'] == restore]
-    targets = sorted({r['target'] for r in grid})
-    lines = ['| method | ' + ' | '.join(f'-{t:.0%} FLOPs' for t in targets) + ' |', '|---' * (len(targets) + 1) + '|']
-    for method in dict.fromkeys(r['method'] for r in grid):
-        cells = {r['target']: f'{r["miou"]:.2f} ({r["gflops"]:.2f} G)' for r in grid if r['method'] == method}
-        lines.append(f'| {method} | ' + ' | '.join(cells.get(t, 'n/a') for t in targets) + ' |')
-    return lines
-
-
 def write_report(results: dict, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
     rows = [r for r in results['rows'] if 'error' not in r]
@@ -104,7 +93,9 @@ def write_report(results: dict, out_dir: str):
              f'GFLOPs per image (one scan direction, overhead included) as run. Reducing layers: {results["layers"]}.',
              '', f'Unreduced: mIoU {base["miou"]:.2f}, aAcc {base["aacc"]:.2f} at {base["gflops"]:.2f} GFLOPs.']
     for restore in restores:
-        lines += ['', f'## Restoration `{restore}`: mIoU (GFLOPs)', ''] + method_table(rows, restore)
+        grid = [r for r in rows if r['restore'] == restore]
+        lines += ['', f'## Restoration `{restore}`: mIoU (GFLOPs)', '']
+        lines += method_table(grid, lambda r: f'{r["miou"]:.2f} ({r["gflops"]:.2f} G)')
     lines += ['', '## Every run', '', '| run | FLOPs reduction | GFLOPs | mIoU | Δ mIoU | aAcc | mAcc |',
               '|---' * 7 + '|']
     for r in rows:

@@ -11,6 +11,16 @@ def rebuild_report(args, write_report) -> bool:
     return True
 
 
+def method_table(rows: list, cell) -> list:
+    """Markdown lines of a methods x FLOPs-targets table; ``cell(row)`` gives each cell's text."""
+    targets = sorted({r['target'] for r in rows})
+    lines = ['| method | ' + ' | '.join(f'-{t:.0%} FLOPs' for t in targets) + ' |', '|---' * (len(targets) + 1) + '|']
+    for method in dict.fromkeys(r['method'] for r in rows):
+        cells = {r['target']: cell(r) for r in rows if r['method'] == method}
+        lines.append(f'| {method} | ' + ' | '.join(cells.get(t, 'n/a') for t in targets) + ' |')
+    return lines
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend; None without matplotlib (the reports then
     skip their plot and keep the markdown)."""
