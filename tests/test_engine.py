@@ -69,7 +69,7 @@ def test_r_impossible_for_method_fails_at_build_time():
 
 
 def test_set_reduction_swaps_the_method_on_a_loaded_model():
-    """What eval_reduction_seg.py relies on: installing a reduction later equals building with it,
+    """What tools/analysis/compare_reductions.py relies on: installing a reduction later equals building with it,
     None gives the unreduced model back, and a bad schedule fails when set, leaving no half state."""
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     reduction = dict(method='mtr', schedule=dict(layers=[1, 3], r=3))

@@ -275,18 +275,19 @@ def seg_trained(generated, tmp_path_factory):
 
 
 def test_segmentation_grid_on_the_scenes(generated, seg_trained, tmp_path):
-    """tools/train.py -> eval_reduction_seg.py: every requested run, mIoU from mmseg's IoUMetric,
-    measured GFLOPs at the target; the unreduced run equals tools/test.py on the same checkpoint.
-    (That each restoration mode reaches the head is tests/test_dense.py's job: two iterations leave
-    a model whose predictions may not depend on it.)"""
+    """tools/train.py -> tools/analysis/compare_reductions.py: every requested run, mIoU from mmseg's
+    IoUMetric, measured GFLOPs at the target; the unreduced run equals tools/test.py on the same
+    checkpoint. (That each restoration mode reaches the head is tests/test_dense.py's job: two
+    iterations leave a model whose predictions may not depend on it.)"""
     root = generated[0] / 'seg'
     out = tmp_path / 'eval'
-    run_script('tools/benchmarks/eval_reduction_seg.py', SEG_CONFIG, seg_trained, '--methods', 'mtr', 'tome',
-               '--targets', '0.3', '0.4', '--restores', 'unmerge', 'zero', '--layers', '0', '1', '2',
+    run_script('tools/analysis/compare_reductions.py', SEG_CONFIG, seg_trained, '--methods', 'mtr', 'tome',
+               '--targets', '0.3', '0.4', '--restores', 'unmerge', 'zero', '--layers', '0,1,2',
                '--out-dir', out, *seg_options(root))
     results = json.loads((out / 'results.json').read_text())
     rows = {r['name']: r for r in results['rows']}
-    assert results['images'] == 3 and len(rows) == 1 + 2 * 2 * 2
+    assert results['images'] == 3 and results['metric'] == 'mIoU' and len(rows) == 1 + 2 * 2 * 2
+    assert set(rows) >= {'none', 'mtr@0.3 unmerge', 'mtr@0.4 zero', 'tome@0.3 zero'}
     base = rows['none']
     for name, row in rows.items():
         if name == 'none':
@@ -295,12 +296,12 @@ def test_segmentation_grid_on_the_scenes(generated, seg_trained, tmp_path):
             assert row['method'] == 'tome' and row['target'] == 0.4 and 'out of reach' in row['error']
             continue
         assert abs(1 - row['gflops'] / base['gflops'] - row['target']) < 0.01, row
-        assert 0 <= row['miou'] <= 100
-    assert (out / 'miou_vs_gflops.png').stat().st_size > 0
+        assert 0 <= row['metrics']['mIoU'] <= 100 and set(row['metrics']) == {'aAcc', 'mIoU', 'mAcc'}
+    assert (out / 'metric_vs_gflops.png').stat().st_size > 0
     test_dir = tmp_path / 'test'
     run_script('tools/test.py', SEG_CONFIG, seg_trained, '--work-dir', test_dir, *seg_options(root))
     [log] = test_dir.glob('*/*.json')
-    assert json.loads(log.read_text().splitlines()[-1])['mIoU'] == pytest.approx(base['miou'], abs=0.01)
+    assert json.loads(log.read_text().splitlines()[-1])['mIoU'] == pytest.approx(base['metrics']['mIoU'], abs=0.01)
     again = tmp_path / 'again'
-    run_script('tools/benchmarks/eval_reduction_seg.py', '--report-only', out / 'results.json', '--out-dir', again)
+    run_script('tools/analysis/compare_reductions.py', '--report-only', out / 'results.json', '--out-dir', again)
     assert (again / 'results.md').read_text() == (out / 'results.md').read_text()

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
-from report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
+from tools.report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 

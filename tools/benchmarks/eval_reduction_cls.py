@@ -40,7 +40,7 @@ from mtr_mm import checkpoint as ckpt  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
-from report_utils import method_table, pyplot, rebuild_report, save_figure  # noqa: E402
+from tools.report_utils import method_table, pyplot, rebuild_report, save_figure  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 # One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').

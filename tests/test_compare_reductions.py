@@ -1,0 +1,74 @@
+"""tools/analysis/compare_reductions.py on the shipped demo model (a real trained Vim-T, 48 real test
+images): the runner's top-1 for each reduction equals an independent plain loop over the images
+with a model built for that reduction; bad requests fail with what to do."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mtr_mm.apis import init_model
+from shared_paths import REPO
+from tools.demo import join_checkpoint
+
+CONFIG = 'configs/demo/mtr_vim_tiny_fashion.py'
+DATA = REPO / 'demo' / 'data' / 'fashion_cls'
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, 'tools/analysis/compare_reductions.py', *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def plain_top1(checkpoint, reduction) -> float:
+    """Top-1 (%) by a loop over the image files: the model built with ``reduction`` from the start."""
+    model = init_model(str(REPO / CONFIG), checkpoint, cfg_options={'model.backbone.reduction': reduction})
+    mean = torch.tensor([123.675, 116.28, 103.53])[:, None, None]
+    std = torch.tensor([58.395, 57.12, 57.375])[:, None, None]
+    correct, lines = 0, (DATA / 'meta' / 'test.txt').read_text().split('\n')
+    lines = [line.split() for line in lines if line]
+    with torch.no_grad():
+        for name, label in lines:
+            image = torch.from_numpy(np.array(Image.open(DATA / 'images' / name).convert('RGB')))
+            x = ((image.permute(2, 0, 1).float() - mean) / std)[None]
+            correct += int(model(x, mode='tensor').argmax(-1).item() == int(label))
+    return 100 * correct / len(lines)
+
+
+@pytest.fixture(scope='module')
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp('compare')
+    checkpoint = join_checkpoint()
+    done = run_tool(CONFIG, checkpoint, '--methods', 'mtr', '--targets', '0.4', '--layers', '6,9,12,15,18',
+                    '4,8,12,16,20', '--out-dir', out)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return checkpoint, json.loads((out / 'results.json').read_text()), out
+
+
+def test_top1_equals_a_plain_loop(compared):
+    checkpoint, results, out = compared
+    rows = {r['name']: r for r in results['rows']}
+    assert results['metric'] == 'accuracy/top1' and results['images'] == 48
+    assert set(rows) == {'none', 'mtr@0.4 L6,9,12,15,18', 'mtr@0.4 L4,8,12,16,20'}
+    top1 = rows['none']['metrics']['accuracy/top1']
+    assert top1 == pytest.approx(plain_top1(checkpoint, None), abs=1e-4)  # one image = 2.08 points
+    for layers in ([6, 9, 12, 15, 18], [4, 8, 12, 16, 20]):
+        row = rows[f'mtr@0.4 L{",".join(map(str, layers))}']
+        reduction = dict(method='mtr', schedule=dict(layers=layers, flops_reduction=0.4))
+        top1 = row['metrics']['accuracy/top1']
+        assert top1 == pytest.approx(plain_top1(checkpoint, reduction), abs=1e-4)
+        assert 1 - row['gflops'] / rows['none']['gflops'] == pytest.approx(0.4, abs=0.01)
+    report = (out / 'results.md').read_text()
+    assert '## layers [6, 9, 12, 15, 18]: accuracy/top1 (GFLOPs)' in report
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--restores', 'zero'], 'applies to dense'),
+    (['--metric', 'mIoU'], "--metric 'mIoU' is not among"),
+])
+def test_bad_requests_fail_clearly(tmp_path, extra, message):
+    done = run_tool(CONFIG, join_checkpoint(), '--methods', 'mtr', '--targets', '0.4', '--out-dir', tmp_path, *extra)
+    assert done.returncode != 0 and message in done.stderr
