@@ -1,5 +1,16 @@
-"""What the benchmark scripts share for their reports: rebuilding from a results json and the plots."""
+"""What the benchmark and analysis scripts share for their reports: recording runs, rebuilding from a
+results json, tables and plots."""
 import json
+import os.path as osp
+
+
+def record_run(results: dict, row: dict, out_dir: str, summary):
+    """Append a run to ``results``, print it (``summary(row)``, or its error), and rewrite
+    results.json, so that partial results survive a time-out."""
+    results['rows'].append(row)
+    print(f'{row["name"]:40} ' + (row['error'] if 'error' in row else summary(row)), flush=True)
+    with open(osp.join(out_dir, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1)
 
 
 def rebuild_report(args, write_report) -> bool:

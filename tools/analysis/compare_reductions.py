@@ -18,7 +18,6 @@ target a method cannot reach with a layer set is reported with its error. Writes
 results.md and metric_vs_gflops.png into --out-dir.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -33,7 +32,7 @@ from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction import REDUCERS  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
-from tools.report_utils import method_table, pyplot, rebuild_report, save_figure  # noqa: E402
+from tools.report_utils import method_table, pyplot, rebuild_report, record_run, save_figure  # noqa: E402
 from tools.test import check_test_data  # noqa: E402
 
 DEFAULT_LAYERS = [6, 9, 12, 15, 18]  # configs/_base_/reductions/mtr.py
@@ -196,12 +195,9 @@ def main(argv=None):
         row = evaluate_run(runner, spec)
         if results['metric'] is None:  # fixed by the unreduced run, which comes first
             results['metric'] = headline_metric(row['metrics'], args.metric)
-        results['rows'].append(row)
-        print(f'{row["name"]:40} ' + (f'{results["metric"]} {row["metrics"][results["metric"]]:7.2f}  '
-                                      f'{row["gflops"]:.3f} GFLOPs' if 'error' not in row else row['error']),
-              flush=True)
-        with open(osp.join(args.out_dir, 'results.json'), 'w') as f:  # partial results survive a time-out
-            json.dump(results, f, indent=1)
+        metric = results['metric']
+        record_run(results, row, args.out_dir,
+                   lambda r: f'{metric} {r["metrics"][metric]:7.2f}  {r["gflops"]:.3f} GFLOPs')
     write_report(results, args.out_dir)
 
 

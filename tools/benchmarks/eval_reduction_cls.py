@@ -40,7 +40,7 @@ from mtr_mm import checkpoint as ckpt  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
-from tools.report_utils import method_table, pyplot, rebuild_report, save_figure  # noqa: E402
+from tools.report_utils import method_table, pyplot, rebuild_report, record_run, save_figure  # noqa: E402
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 # One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').
@@ -223,12 +223,8 @@ def main(argv=None):
             row = dict(spec, **{k: v for k, v in done[key].items() if k not in spec})
         else:
             row = done[key] = evaluate_run(spec, state_dict, model_args, images, labels, args)
-        results['rows'].append(row)
-        print(f'{row["name"]:40} ' + (f'top-1 {row["top1"]:6.2f}  {row["gflops"]:.3f} GFLOPs  '
-                                      f'-{row["flops_reduction"]:.1%}' if 'error' not in row else row['error']),
-              flush=True)
-        with open(osp.join(args.out_dir, 'results.json'), 'w') as f:  # partial results survive a time-out
-            json.dump(results, f, indent=1)
+        record_run(results, row, args.out_dir,
+                   lambda r: f'top-1 {r["top1"]:6.2f}  {r["gflops"]:.3f} GFLOPs  -{r["flops_reduction"]:.1%}')
     write_report(results, args.out_dir)
 
 
