@@ -1,15 +1,7 @@
+_base_ = './default_runtime.py'
 default_scope = 'mmseg'
-custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine'], allow_failed_imports=False)
-# Logs the reduction and the measured backbone GFLOPs per image with the test metrics.
-custom_hooks = [dict(type='ReductionInfoHook')]
-env_cfg = dict(cudnn_benchmark=True, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='nccl'))
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends)
+env_cfg = dict(cudnn_benchmark=True)
+visualizer = dict(type='SegLocalVisualizer')
 log_processor = dict(by_epoch=False)
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=None, deterministic=False)
 # Dense models never use Vim's final norm (they read layer features), so DDP must allow unused parameters.
 find_unused_parameters = True
