@@ -1,19 +1,14 @@
 """tools/benchmarks/bench_speed.py on the CPU (the H200 runs the same code with CUDA events): one
 timed round of a small Vim, the rows it reports, and the report rebuilt from its json."""
 import json
-import subprocess
-import sys
+from functools import partial
 
 import pytest
 
 from mtr_mm.models import VisionMamba, vim_arch
-from shared_paths import REPO
+from script_runner import run_script
 
-
-def run_bench(*args):
-    done = subprocess.run([sys.executable, 'tools/benchmarks/bench_speed.py', *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+run_bench = partial(run_script, 'tools/benchmarks/bench_speed.py')
 
 
 def test_speed_rows_on_cpu(tmp_path):

@@ -2,8 +2,7 @@
 images): the runner's top-1 for each reduction equals an independent plain loop over the images
 with a model built for that reduction; bad requests fail with what to do."""
 import json
-import subprocess
-import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from PIL import Image
 
 from mtr_mm.apis import init_model
+from script_runner import run_script
 from shared_paths import REPO
 from tools.demo import join_checkpoint
 
@@ -18,9 +18,7 @@ CONFIG = 'configs/demo/mtr_vim_tiny_fashion.py'
 DATA = REPO / 'demo' / 'data' / 'fashion_cls'
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, 'tools/analysis/compare_reductions.py', *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+run_tool = partial(run_script, 'tools/analysis/compare_reductions.py', check=False, timeout=600)
 
 
 def plain_top1(checkpoint, reduction) -> float:

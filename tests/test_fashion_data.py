@@ -1,22 +1,22 @@
 """The Fashion-MNIST-on-photographs data (mtr_mm.data.fashion_scenes, tools/data/make_fashion_scenes.py)
-and the classification scripts built on it (tools/benchmarks/train_fashion_cls.py,
-eval_reduction_cls.py): determinism, labels that match the pixels, the ADE20K / COCO layouts read
-by mmseg and mmdet, and CPU smoke runs of training and evaluation."""
+and the scripts built on it (tools/benchmarks/train_fashion_cls.py, eval_reduction_cls.py, the
+segmentation config through tools/train.py and tools/analysis/compare_reductions.py): determinism,
+labels that match the pixels, the ADE20K / COCO layouts read by mmseg and mmdet, and CPU smoke runs
+of training and evaluation."""
 import importlib.util
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import script_runner
 from mtr_mm.data import fashion_scenes as fs
+from script_runner import REPO, cfg_options
 
-REPO = Path(__file__).resolve().parents[1]
 FASHION = fs.SYSTEM_FASHION_DIR
 if not osp.isfile(osp.join(FASHION, fs.FASHION_FILES['test'][0])):
     pytest.skip(f'Fashion-MNIST is missing from {FASHION}: `apt-get install dataset-fashion-mnist` '
@@ -35,14 +35,9 @@ def load_tool(path: str):
     return module
 
 
-def run_script(*args):
-    # One thread: the tiny models' ops are too small to share, and two threads on a busy two-core
-    # machine run ten times slower than one.
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    done = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+# One thread: the tiny models' ops are too small to share, and two threads on a busy two-core
+# machine run ten times slower than one.
+run_script = partial(script_runner.run_script, threads=1)
 
 
 @pytest.fixture(scope='module')
@@ -258,10 +253,8 @@ SEG_CONFIG = 'configs/vim_seg/vim_tiny_upernet_fashion_512.py'
 
 
 def seg_options(root) -> list:
-    def text(value):
-        return '[' + ','.join(map(str, value)) + ']' if isinstance(value, list) else str(value)
-    options = {**SEG_TINY, **{f'{split}_dataloader.dataset.data_root': root for split in ('train', 'val', 'test')}}
-    return ['--cfg-options', *(f'{key}={text(value)}' for key, value in options.items())]
+    return cfg_options({**SEG_TINY, **{f'{split}_dataloader.dataset.data_root': root
+                                       for split in ('train', 'val', 'test')}})
 
 
 @pytest.fixture(scope='module')

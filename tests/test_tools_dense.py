@@ -15,6 +15,7 @@ import torch
 from mtr_mm.apis import init_model
 from mtr_mm.checkpoint import CheckpointError
 from mtr_mm.reduction.restore import RESTORE_MODES
+from script_runner import cfg_options
 from shared_paths import REPO, SHARED_DATA
 from tools import test as test_tool
 from tools import train as train_tool
@@ -48,16 +49,6 @@ DET = {**TINY_BACKBONE, **TEST_LOADER,
        'model.data_preprocessor.pad_size_divisor': 128,
        'test_dataloader.dataset.data_root': COCO, 'test_dataloader.dataset.pipeline.1.scale': (128, 128),
        'test_evaluator.ann_file': COCO / 'annotations' / 'instances_val2017.json'}
-
-
-def cfg_options(options: dict) -> list:
-    def text(value):
-        if isinstance(value, (list, tuple)):
-            inner = ','.join(text(v) for v in value)
-            return f'[{inner}]' if isinstance(value, list) else f'({inner})'
-        return str(value)
-
-    return ['--cfg-options', *(f'{key}={text(value)}' for key, value in options.items())]
 
 
 def run_test(config, work_dir, options, checkpoint=None):
