@@ -1,7 +1,12 @@
-"""What the benchmark and analysis scripts share for their reports: recording runs, rebuilding from a
-results json, tables and plots."""
+"""What the benchmark and analysis scripts share: layer-set arguments, recording runs, rebuilding a
+report from its results json, tables and plots."""
 import json
 import os.path as osp
+
+
+def layer_list(text: str) -> list:
+    """argparse type of a layer set written as a comma list: '6,9,12' -> [6, 9, 12]."""
+    return [int(i) for i in text.split(',')]
 
 
 def record_run(results: dict, row: dict, out_dir: str, summary):

@@ -74,23 +74,29 @@ def check_test_data(cfg):
                                     f'with --cfg-options {key}=PATH')
 
 
+def build_test_runner(cfg, checkpoint=None) -> Runner:
+    """The config's Runner with ``checkpoint`` loaded through the safe, official-aware loader (not
+    mmengine's load_from, which expects this project's key layout); without one, the config's own
+    init (e.g. a Pretrained backbone), else random weights."""
+    cfg.load_from = None
+    runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if checkpoint:
+        load_model_checkpoint(model, checkpoint)
+        runner.logger.info(f'loaded checkpoint {checkpoint}')
+    else:
+        model.init_weights()
+        runner.logger.warning('no checkpoint given: testing the initial weights of the config')
+    return runner
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = runner_config(args)
-    cfg.load_from = None  # the checkpoint is loaded below, through the safe official-aware loader
     check_test_data(cfg)
     configure_outputs(cfg, args)
     init_cpu_distributed(cfg)
-
-    runner = Runner.from_cfg(cfg)
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    if args.checkpoint:
-        load_model_checkpoint(model, args.checkpoint)
-        runner.logger.info(f'loaded checkpoint {args.checkpoint}')
-    else:  # the config's own init (e.g. a Pretrained backbone), else random weights
-        model.init_weights()
-        runner.logger.warning('no checkpoint given: testing the initial weights of the config')
-    return runner.test()
+    return build_test_runner(cfg, args.checkpoint).test()
 
 
 if __name__ == '__main__':

@@ -28,20 +28,16 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtr_mm.apis import load_config, task_library  # noqa: E402
-from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction import REDUCERS  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
-from tools.report_utils import method_table, pyplot, rebuild_report, record_run, save_figure  # noqa: E402
-from tools.test import check_test_data  # noqa: E402
+from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
+                                save_figure)
+from tools.test import build_test_runner, check_test_data  # noqa: E402
 
 DEFAULT_LAYERS = [6, 9, 12, 15, 18]  # configs/_base_/reductions/mtr.py
 # The headline metric of each evaluator, the first one present is tabulated (--metric overrides).
 HEADLINE_METRICS = ('accuracy/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
-
-
-def layer_list(text: str) -> list:
-    return [int(i) for i in text.split(',')]
 
 
 def parse_args(argv=None):
@@ -79,17 +75,14 @@ def run_specs(methods, targets, layer_sets, restores) -> list:
 
 
 def build_runner(cfg, checkpoint: str, out_dir: str) -> Runner:
-    """tools/test.py's runner: the config's test loop, the checkpoint through the official-aware loader."""
+    """tools/test.py's runner, one process, no reduction yet, ReductionInfoHook on."""
     cfg.model.backbone.reduction = None  # installed per run
-    cfg.load_from = None
     cfg.work_dir = osp.join(out_dir, 'runner')
     cfg.launcher = 'none'
     if not any(hook.get('type') == 'ReductionInfoHook' for hook in cfg.get('custom_hooks', [])):
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ReductionInfoHook')]
     check_test_data(cfg)
-    runner = Runner.from_cfg(cfg)
-    load_model_checkpoint(runner.model, checkpoint)
-    return runner
+    return build_test_runner(cfg, checkpoint)
 
 
 def evaluate_run(runner, spec: dict) -> dict:

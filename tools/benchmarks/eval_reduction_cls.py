@@ -40,16 +40,13 @@ from mtr_mm import checkpoint as ckpt  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
-from tools.report_utils import method_table, pyplot, rebuild_report, record_run, save_figure  # noqa: E402
+from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
+                                save_figure)
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 # One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').
 ABLATION = (('delta_activation', ('none', )), ('keep_ratio', (0.0, 0.25, 0.75)), ('merge_weights', ('mean', )),
             ('similarity', ('block', )))
-
-
-def layer_list(text: str) -> list:
-    return [int(i) for i in text.split(',')]
 
 
 def parse_args(argv=None):
