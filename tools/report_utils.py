@@ -3,6 +3,15 @@ report from its results json, tables and plots."""
 import json
 import os.path as osp
 
+SHIPPED_REDUCTION = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_', 'reductions',
+                             'mtr.py')
+
+
+def shipped_layers() -> list:
+    """The reducing layers of the shipped MTR configs (read from their base config, the one source)."""
+    from mmengine.config import Config
+    return list(Config.fromfile(SHIPPED_REDUCTION).reduction['schedule']['layers'])
+
 
 def layer_list(text: str) -> list:
     """argparse type of a layer set written as a comma list: '6,9,12' -> [6, 9, 12]."""

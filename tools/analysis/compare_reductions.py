@@ -32,10 +32,9 @@ from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction import REDUCERS  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
 from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
-                                save_figure)
+                                save_figure, shipped_layers)
 from tools.test import build_test_runner, check_test_data  # noqa: E402
 
-DEFAULT_LAYERS = [6, 9, 12, 15, 18]  # configs/_base_/reductions/mtr.py
 # The headline metric of each evaluator, the first one present is tabulated (--metric overrides).
 HEADLINE_METRICS = ('accuracy/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
 
@@ -48,8 +47,8 @@ def parse_args(argv=None):
     parser.add_argument('--methods', nargs='+', default=sorted(REDUCERS.module_dict), help='default: every reducer')
     parser.add_argument('--targets', nargs='+', type=float, default=[0.2, 0.3, 0.4], help='FLOPs reductions')
     parser.add_argument('--layers', nargs='+', type=layer_list, metavar='L1,L2,...',
-                        help='reducing layer sets, each a comma list (default: the config\'s, else '
-                             f'{",".join(map(str, DEFAULT_LAYERS))})')
+                        help="reducing layer sets, each a comma list (default: the config's, else the "
+                             'shipped MTR layers)')
     parser.add_argument('--restores', nargs='+', choices=RESTORE_MODES,
                         help="dense models: restoration modes (default: the config's, else unmerge)")
     parser.add_argument('--metric', help=f'metric to tabulate (default: the first of {", ".join(HEADLINE_METRICS)})')
@@ -176,7 +175,7 @@ def main(argv=None):
     task_library(cfg)
     configured = cfg.model.backbone.get('reduction') or {}
     dense = cfg.model.backbone.get('out_type', 'cls') == 'featmap'
-    layer_sets = args.layers or [configured.get('schedule', {}).get('layers', DEFAULT_LAYERS)]
+    layer_sets = args.layers or [configured.get('schedule', {}).get('layers') or shipped_layers()]
     restores = (args.restores or [configured.get('restore', 'unmerge')]) if dense else [None]
     if args.restores and not dense:
         raise ValueError('--restores applies to dense (segmentation / detection) models; this config classifies')

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
-from tools.report_utils import pyplot, rebuild_report, save_figure  # noqa: E402
+from tools.report_utils import pyplot, rebuild_report, save_figure, shipped_layers  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 
@@ -40,7 +40,7 @@ def parse_args(argv=None):
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--runs', default='none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,evit@0.4,tome@0.4,'
                         'pumer@0.4,utr@0.4,hsa@0.4', help='comma list of METHOD@FLOPS_REDUCTION or none')
-    parser.add_argument('--layers', nargs='+', type=int, default=[6, 9, 12, 15, 18],
+    parser.add_argument('--layers', nargs='+', type=int, default=shipped_layers(),
                         help='reducing layers, the same for every method (default: the shipped MTR configs)')
     parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
     parser.add_argument('--iters', type=int, default=10, help='forwards per timing')

@@ -41,7 +41,7 @@ from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from train_fashion_cls import DTYPES, build_model, evaluate_top1  # noqa: E402
 from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
-                                save_figure)
+                                save_figure, shipped_layers)
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 # One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').
@@ -56,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='work_dirs/fashion_eval')
     parser.add_argument('--methods', nargs='+', default=list(METHODS))
     parser.add_argument('--targets', nargs='+', type=float, default=[0.2, 0.3, 0.4], help='FLOPs reductions')
-    parser.add_argument('--layers', nargs='+', type=int, default=[6, 9, 12, 15, 18],
+    parser.add_argument('--layers', nargs='+', type=int, default=shipped_layers(),
                         help='reducing layers (default: the shipped MTR configs)')
     parser.add_argument('--ablation-targets', nargs='*', type=float, default=[0.4], help='none: no ablation')
     parser.add_argument('--ablation-layers', nargs='*', type=layer_list,
