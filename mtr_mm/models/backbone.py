@@ -31,6 +31,8 @@ class VimBackbone(BaseModule):
         out_norm: add an RMSNorm per dense output.
         reduction: token reduction config, see :class:`mtr_mm.reduction.TokenReduction`.
         frozen: freeze every backbone parameter (fine-tune only the dense head).
+        cuda_graph: replay the inference forward as CUDA graphs on GPU (see ``VisionMamba``; the
+            ``--cuda-graph`` switch of tools/test.py).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts official Vim checkpoints
             (classification weights for dense models: pos embed adapted) and this project's own.
     """
@@ -39,7 +41,7 @@ class VimBackbone(BaseModule):
                  embed_dims: Optional[int] = None, depth: Optional[int] = None, out_type: str = 'cls',
                  out_indices: Sequence[int] = (-1, ), feature: str = 'hidden', out_norm: bool = False,
                  reduction: Optional[dict] = None, drop_path_rate: float = 0., frozen: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 cuda_graph: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if out_type not in ('cls', 'featmap'):
             raise ValueError(f"out_type must be 'cls' or 'featmap', got {out_type!r}")
@@ -48,7 +50,7 @@ class VimBackbone(BaseModule):
         overrides = {k: v for k, v in dict(embed_dims=embed_dims, depth=depth).items() if v is not None}
         self.vim = VisionMamba(img_size=img_size, patch_size=patch_size, stride=stride, num_classes=0,
                                with_cls_token=out_type == 'cls', drop_path_rate=drop_path_rate,
-                               reduction=reduction, **vim_arch(arch, **overrides))
+                               reduction=reduction, cuda_graph=cuda_graph, **vim_arch(arch, **overrides))
         self.out_type, self.feature = out_type, feature
         depth = self.vim.depth
         self.out_indices = sorted(i % depth for i in out_indices)
@@ -95,6 +97,9 @@ class VimBackbone(BaseModule):
         return restore_tokens(state, tokens, mode, stale)
 
     def forward(self, images: Tensor):
+        return self.vim.run_graphed('backbone', self.features, images)
+
+    def features(self, images: Tensor):
         if self.out_type == 'cls':
             return (self.vim.forward_features(images), )
         outs = []

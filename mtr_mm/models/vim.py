@@ -5,16 +5,17 @@ Parameter names and shapes are exactly the official ones, so official state_dict
 segmentation and detection: task wrappers only choose what to read from the token state.
 """
 import math
-from typing import Callable, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import causal_conv1d, rms_norm, selective_scan
+from ..ops import add_rms_norm, causal_conv1d, rms_norm, selective_scan
 from ..reduction.engine import build_reduction
 from ..reduction.flops import FlopsReport, VimDims, vim_flops
 from ..reduction.state import TokenState
+from .cuda_graph import CUDAGraphForward
 
 # The released models (../docs/models.md): embed dims per size name, all with depth 24.
 VIM_ARCH = {
@@ -105,28 +106,39 @@ class BiMambaMixer(nn.Module):
         return ScanBranch(getattr(self, f'conv1d{s}'), getattr(self, f'x_proj{s}'), getattr(self, f'dt_proj{s}'),
                           self.A_b_log if backward else self.A_log, getattr(self, f'D{s}'))
 
-    def scan(self, x: Tensor, z: Tensor, branch: ScanBranch, delta_activation: Optional[str]):
-        """One direction on (B, E, L) inputs. Returns y (B, E, L) and, when asked, the per-token
-        mean Δ over inner channels (B, L): the timescale MTR scores tokens with."""
-        u = causal_conv1d(x, branch.conv1d.weight, branch.conv1d.bias, activation='silu')
-        dt_low, b, c = torch.split(branch.x_proj(u.transpose(1, 2)),
-                                   [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt_low, branch.dt_proj.weight).transpose(1, 2)  # bias goes to the scan
-        y = selective_scan(u, delta, -torch.exp(branch.A_log.float()), b.transpose(1, 2), c.transpose(1, 2),
-                           branch.D.float(), z=z, delta_bias=branch.dt_proj.bias.float(), delta_softplus=True)
+    def scan(self, xz: Tensor, branch: ScanBranch, delta_activation: Optional[str]):
+        """One direction on the channel-major (2E, B, L) in_proj output. Returns the gated y as
+        (E, B, L) and, when asked, the per-token mean Δ over inner channels (B, L): the timescale
+        MTR scores tokens with.
+
+        Channel-major is the layout mamba-ssm's fused inner function keeps: the kernels read their
+        (B, E, L) operands as views of it (unit stride along L), and every projection is one plain
+        matrix product on (channels, B*L) matrices, so no transpose is ever copied."""
+        inner, batch, length = xz.shape[0] // 2, xz.shape[1], xz.shape[2]
+        x, z = xz.chunk(2, dim=0)
+        u = causal_conv1d(x.transpose(0, 1), branch.conv1d.weight, branch.conv1d.bias, activation='silu')
+        x_dbl = branch.x_proj.weight @ u.transpose(0, 1).reshape(inner, batch * length)
+        dt_low, b, c = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=0)
+        delta = (branch.dt_proj.weight @ dt_low).view(inner, batch, length)  # bias goes to the scan
+        b, c = (t.view(self.d_state, batch, length).transpose(0, 1) for t in (b, c))
+        y = selective_scan(u, delta.transpose(0, 1), -torch.exp(branch.A_log.float()), b, c, branch.D.float(),
+                           z=z.transpose(0, 1), delta_bias=branch.dt_proj.bias.float(), delta_softplus=True)
         score = None
         if delta_activation is not None:  # at least fp32, also under bf16 autocast
-            delta = delta.to(torch.promote_types(delta.dtype, torch.float32)) + branch.dt_proj.bias[:, None]
-            score = (F.softplus(delta) if delta_activation == 'softplus' else delta).mean(1)
-        return y, score
+            delta = delta.to(torch.promote_types(delta.dtype, torch.float32)) + branch.dt_proj.bias[:, None, None]
+            score = (F.softplus(delta) if delta_activation == 'softplus' else delta).mean(0)
+        return y.transpose(0, 1), score
 
     def forward(self, hidden: Tensor, delta_activation: Optional[str] = None):
         """hidden (B, L, C) -> (B, L, C), plus the Δ score (B, L) summed over both directions when
         ``delta_activation`` is 'softplus' (post-softplus Δ) or 'none' (pre-softplus)."""
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
-        y_fwd, s_fwd = self.scan(x, z, self.branch(False), delta_activation)
-        y_bwd, s_bwd = self.scan(x.flip(-1), z.flip(-1), self.branch(True), delta_activation)
-        out = self.out_proj(((y_fwd + y_bwd.flip(-1)) / 2).transpose(1, 2))
+        batch, length, dims = hidden.shape
+        xz = (self.in_proj.weight @ hidden.reshape(batch * length, dims).t()).view(-1, batch, length)
+        y_fwd, s_fwd = self.scan(xz, self.branch(False), delta_activation)
+        y_bwd, s_bwd = self.scan(xz.flip(-1), self.branch(True), delta_activation)
+        y = (y_fwd + y_bwd.flip(-1)).reshape(y_fwd.shape[0], batch * length)
+        # The directions' mean: (y_f + y_b) W / 2 == ((y_f + y_b) / 2) W exactly (a power of two).
+        out = (y.t() @ self.out_proj.weight.t()).mul_(0.5).view(batch, length, dims)
         score = None if s_fwd is None else s_fwd + s_bwd.flip(-1)
         return out, score
 
@@ -141,9 +153,9 @@ class VimBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, hidden: Tensor, residual: Optional[Tensor], delta_activation: Optional[str] = None):
-        residual = hidden if residual is None else residual + self.drop_path(hidden)
-        residual = residual.float()
-        hidden, score = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), delta_activation)
+        normed, residual = add_rms_norm(hidden if residual is None else self.drop_path(hidden), residual,
+                                        self.norm.weight, self.norm.eps)
+        hidden, score = self.mixer(normed, delta_activation)
         return hidden, residual, score
 
 
@@ -191,6 +203,9 @@ class VisionMamba(nn.Module):
     Args:
         reduction: a :class:`mtr_mm.reduction.TokenReduction` (or None): called after every block
             to remove tokens, the only place where the network changes with reduction.
+        cuda_graph: on CUDA inputs at inference, capture the forward as a CUDA graph per input shape
+            and replay it (see cuda_graph.py): removes the host's kernel-launch cost, which bounds
+            small batches. Same numbers; off by default.
         with_cls_token: classification models insert one at the middle of the sequence; the dense
             backbones of the Vim paper run without.
         num_classes: 0 gives no head (``head`` is then an Identity).
@@ -199,8 +214,11 @@ class VisionMamba(nn.Module):
     def __init__(self, img_size: int = 224, patch_size: int = 16, stride: int = 16, in_channels: int = 3,
                  embed_dims: int = 192, depth: int = 24, d_state: int = 16, d_conv: int = 4,
                  expand: int = 2, dt_rank: Optional[int] = None, num_classes: int = 1000,
-                 with_cls_token: bool = True, drop_path_rate: float = 0., reduction=None):
+                 with_cls_token: bool = True, drop_path_rate: float = 0., reduction=None,
+                 cuda_graph: bool = False):
         super().__init__()
+        self.cuda_graph = cuda_graph
+        self._graph_runners: Dict[str, CUDAGraphForward] = {}
         self.embed_dims, self.depth, self.d_state, self.d_conv, self.expand = embed_dims, depth, d_state, d_conv, expand
         self.dt_rank = dt_rank or math.ceil(embed_dims / 16)
         self.patch_embed = PatchEmbed(patch_size, stride, in_channels, embed_dims)
@@ -229,6 +247,25 @@ class VisionMamba(nn.Module):
         if reduction is not None:
             reduction.check(self.dims(), self.pos_grid, self.with_cls_token)
         self.reduction = reduction
+        self.reset_graphs()
+
+    def run_graphed(self, name: str, forward: Callable, images: Tensor):
+        """``forward(images)``, replayed as a CUDA graph (one runner per entry point ``name``) when
+        ``cuda_graph`` is on and no token observer (a Python callback, which a replay would skip) is
+        attached."""
+        if not self.cuda_graph or self.token_observers:
+            return forward(images)
+        runner = self._graph_runners.setdefault(name, CUDAGraphForward())
+        return runner(forward, images)
+
+    def reset_graphs(self):
+        """Drop captured graphs: they hold the reduction's schedule and the parameters' addresses."""
+        for runner in getattr(self, '_graph_runners', {}).values():
+            runner.reset()
+
+    def _apply(self, fn, *args, **kwargs):  # .to() / .cuda() / .half() may move the parameters
+        self.reset_graphs()
+        return super()._apply(fn, *args, **kwargs)
 
     def init_weights(self):
         """Vim's initialisation for training from scratch (official checkpoints overwrite it):
@@ -296,7 +333,7 @@ class VisionMamba(nn.Module):
 
     def final_features(self, state: TokenState) -> Tensor:
         """norm_f(residual + hidden) for every token (B, L, C)."""
-        return self.norm_f((state.residual + self.drop_path(state.hidden)).to(self.norm_f.weight.dtype))
+        return add_rms_norm(self.drop_path(state.hidden), state.residual, self.norm_f.weight, self.norm_f.eps)[0]
 
     def forward_features(self, images: Tensor) -> Tensor:
         """The class feature (B, C), read at the class token's tracked index."""
@@ -307,6 +344,9 @@ class VisionMamba(nn.Module):
         return state.read_cls(self.final_features(state))
 
     def forward(self, images: Tensor) -> Tensor:
+        return self.run_graphed('logits', self.logits, images)
+
+    def logits(self, images: Tensor) -> Tensor:
         return self.head(self.forward_features(images))
 
 

@@ -54,6 +54,28 @@ def causal_conv1d_kernel():
     return _kernel_or_none('causal_conv1d', 'causal_conv1d_fn')
 
 
+# The compiled extensions themselves, for inference: their Python wrappers are autograd Functions that
+# allocate and reshape more than a forward needs (and the conv one goes through a custom-op layer).
+def selective_scan_forward_kernel():
+    """``selective_scan_cuda.fwd`` (mamba-ssm's compiled forward), or None."""
+    return _kernel_or_none('selective_scan_cuda', 'fwd')
+
+
+def causal_conv1d_forward_kernel():
+    """``causal_conv1d_cuda.causal_conv1d_fwd`` (causal-conv1d's compiled forward), or None."""
+    return _kernel_or_none('causal_conv1d_cuda', 'causal_conv1d_fwd')
+
+
+def add_rms_norm_kernel():
+    """mamba-ssm's Triton ``rms_norm_fn`` (residual add + RMSNorm in one kernel), or None."""
+    return _kernel_or_none('mamba_ssm.ops.triton.layer_norm', 'rms_norm_fn')
+
+
+def needs_grad(*tensors) -> bool:
+    """True when autograd will record an op on these tensors (then the differentiable wrappers run)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def clear_kernel_cache() -> None:
     """Forget cached import results (for tests that install fake kernel modules)."""
     _import_attr.cache_clear()

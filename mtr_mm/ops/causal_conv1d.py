@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .backend import causal_conv1d_kernel, resolve_backend
+from .backend import causal_conv1d_forward_kernel, causal_conv1d_kernel, needs_grad, resolve_backend
 
 
 def causal_conv1d(x: torch.Tensor,
@@ -29,6 +29,13 @@ def causal_conv1d(x: torch.Tensor,
     if weight.dim() == 3:
         weight = weight.squeeze(1)
     if resolve_backend(backend, x) == 'cuda':
+        forward = causal_conv1d_forward_kernel()
+        if forward is not None and not needs_grad(x, weight, bias):
+            # The output keeps x's memory layout (empty_like), so a channel-major input stays
+            # channel-major and the projections after the conv read it without a copy.
+            out = torch.empty_like(x)
+            forward(x, weight, bias, None, None, out, None, activation == 'silu')
+            return out
         kernel = causal_conv1d_kernel()
         # causal-conv1d is a separate package; without it the cuDNN conv below is fine on GPU.
         if kernel is not None:

@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .backend import resolve_backend, selective_scan_kernel
+from .backend import needs_grad, resolve_backend, selective_scan_forward_kernel, selective_scan_kernel
 
 DEFAULT_CHUNK_SIZE = 8
 # Elements of one step's (batch, chunks, E, N) state, which sets the chunks per block. CPU: 512 KiB
@@ -57,13 +57,18 @@ def selective_scan(u: torch.Tensor,
     """
     if resolve_backend(backend, u) == 'cuda':
         # The kernel wants fp32 weights; .float() is a no-op for Vim's fp32 parameters.
+        D = None if D is None else D.float()
+        delta_bias = None if delta_bias is None else delta_bias.float()
+        forward = selective_scan_forward_kernel()
+        if forward is not None and not needs_grad(u, delta, A, B, C, D, z, delta_bias):
+            # Inference: the compiled forward on the inputs as they are (any batch/channel strides,
+            # unit stride along L); B, C as (batch, groups=1, N, L) views.
+            out, _, *gated = forward(u, delta, A.float(), B.unsqueeze(1), C.unsqueeze(1), D, z, delta_bias,
+                                     delta_softplus)
+            return gated[0] if z is not None else out
         # delta_softplus always goes by keyword: mamba-ssm's default is False, ours is True.
-        return selective_scan_kernel()(
-            u, delta, A.float(), B, C,
-            D=None if D is None else D.float(),
-            z=z,
-            delta_bias=None if delta_bias is None else delta_bias.float(),
-            delta_softplus=delta_softplus)
+        return selective_scan_kernel()(u, delta, A.float(), B, C, D=D, z=z, delta_bias=delta_bias,
+                                       delta_softplus=delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 

@@ -1,0 +1,168 @@
+"""The CUDA inference path of the Vim forward, exercised on CPU.
+
+Fake compiled kernels stand in for ``selective_scan_cuda.fwd``, ``causal_conv1d_cuda.causal_conv1d_fwd``
+and mamba-ssm's Triton ``rms_norm_fn``: each enforces the real kernel's contract (argument order, shapes,
+unit stride along L, dtypes, preallocated output) and computes in float64 from the formulas, sharing no
+code with mtr_mm. A whole forward through them must equal the PyTorch-ops forward, with and without token
+reduction, and training must keep to the differentiable wrappers.
+"""
+import sys
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mtr_mm.models import VisionMamba
+from mtr_mm.ops import backend as ops_backend
+from mtr_mm.ops import set_ops_backend
+from test_ops import reference_scan
+
+DEPTH = 3
+
+
+class FakeKernels:
+    """Records calls; checks each kernel's input contract as the compiled code does."""
+
+    def __init__(self):
+        self.calls = []
+
+    def scan_fwd(self, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        self.calls.append('scan')
+        batch, dim, length = u.shape
+        for name, t in dict(u=u, delta=delta, z=z).items():
+            assert t.shape == (batch, dim, length), name
+            assert t.stride(-1) == 1, f'{name} needs unit stride along L'
+        assert B.dim() == 4 and B.shape[:2] == (batch, 1) and B.stride(-1) == 1  # (batch, groups, N, L)
+        assert C.shape == B.shape and C.stride(-1) == 1
+        assert A.dtype == D.dtype == delta_bias.dtype == torch.float32
+        assert delta.dtype == B.dtype == C.dtype == z.dtype == u.dtype
+        y = reference_scan(u, delta, A, B[:, 0], C[:, 0], D, None, delta_bias, delta_softplus)
+        gated = y * F.silu(z.double())
+        out, out_z = torch.empty_like(delta), torch.empty_like(z)  # the kernel's allocation
+        return [out.copy_(y), torch.empty(0), out_z.copy_(gated)]
+
+    def conv_fwd(self, x, weight, bias, seq_idx, initial_states, out, final_states, silu):
+        self.calls.append('conv')
+        assert x.stride(2) == 1 and weight.dim() == 2 and out.shape == x.shape
+        assert seq_idx is None and initial_states is None and final_states is None
+        width = weight.shape[1]
+        xp = F.pad(x.double(), (width - 1, 0))
+        y = sum(xp[..., k:k + x.shape[-1]] * weight.double()[:, k, None] for k in range(width)) + bias.double()[:, None]
+        out.copy_(y * torch.sigmoid(y) if silu else y)
+
+    def add_rms_norm(self, x, weight, bias, residual=None, prenorm=False, residual_in_fp32=False, eps=1e-6):
+        self.calls.append('norm')
+        assert bias is None and prenorm and residual_in_fp32 and x.stride(-1) == 1
+        summed = x.double() if residual is None else x.double() + residual.double()
+        y = summed * torch.rsqrt(summed.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
+        return y.to(x.dtype), summed.float()
+
+    def autograd_wrapper(self, name):
+        def wrapper(*args, **kwargs):
+            self.calls.append(name)
+            raise AssertionError(f'{name}: the test asserts which path runs')
+        return wrapper
+
+
+@pytest.fixture
+def fake_kernels(monkeypatch):
+    fakes = FakeKernels()
+    modules = {
+        'selective_scan_cuda': dict(fwd=fakes.scan_fwd),
+        'causal_conv1d_cuda': dict(causal_conv1d_fwd=fakes.conv_fwd),
+        'mamba_ssm': {}, 'mamba_ssm.ops': {}, 'mamba_ssm.ops.triton': {},
+        'mamba_ssm.ops.triton.layer_norm': dict(rms_norm_fn=fakes.add_rms_norm),
+        'mamba_ssm.ops.selective_scan_interface': dict(selective_scan_fn=fakes.autograd_wrapper('scan_fn')),
+        'causal_conv1d': dict(causal_conv1d_fn=fakes.autograd_wrapper('conv_fn')),
+    }
+    for name, attrs in modules.items():
+        module = types.ModuleType(name)
+        for key, value in attrs.items():
+            setattr(module, key, value)
+        monkeypatch.setitem(sys.modules, name, module)
+    # 'a GPU is there' for the ops dispatch only (patching torch.cuda.is_available would reach mmengine)
+    monkeypatch.setattr(ops_backend, 'cuda_kernels_available', lambda: True)
+    ops_backend.clear_kernel_cache()
+    yield fakes
+    set_ops_backend('auto')
+    ops_backend.clear_kernel_cache()
+
+
+def build(reduction=None, cls=True):
+    torch.manual_seed(0)
+    model = VisionMamba(img_size=64, embed_dims=32, depth=DEPTH, num_classes=5, with_cls_token=cls,
+                        reduction=reduction).eval()
+    with torch.no_grad():  # non-trivial norms, conv biases and D
+        for name, p in model.named_parameters():
+            if name.endswith(('norm.weight', 'norm_f.weight', 'conv1d.bias', 'conv1d_b.bias', '.D', '.D_b')):
+                p.add_(torch.randn_like(p) * 0.2)
+    return model
+
+
+def run(model, images, backend):
+    set_ops_backend(backend)
+    try:
+        with torch.inference_mode():
+            return model(images)
+    finally:
+        set_ops_backend('auto')
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+@pytest.mark.parametrize('reduction', [None, dict(method='mtr', schedule=dict(layers=[0, 1], r=3)),
+                                       dict(method='tome', schedule=dict(layers=[1], r=4))],
+                         ids=['unreduced', 'mtr', 'tome'])
+def test_kernel_path_equals_pytorch_ops(fake_kernels, reduction):
+    model = build(reduction)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    expected = run(model, images, 'torch')
+    assert fake_kernels.calls == []
+    actual = run(model, images, 'cuda')
+    assert rel_err(actual, expected) <= 1e-5
+    # per block: one fused add+norm, a conv and a scan per direction; the final norm fused too
+    assert fake_kernels.calls.count('scan') == fake_kernels.calls.count('conv') == 2 * DEPTH
+    assert fake_kernels.calls.count('norm') == DEPTH + 1
+    assert 'scan_fn' not in fake_kernels.calls and 'conv_fn' not in fake_kernels.calls
+
+
+def test_mtr_scores_read_the_same_delta_on_both_paths(fake_kernels):
+    model = build(dict(method='mtr', schedule=dict(layers=[0], r=5)))
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    kept = {}
+    for backend in ('torch', 'cuda'):
+        model.token_observers[:] = [lambda index, state, b=backend: kept.setdefault(b, state.positions.clone())]
+        run(model, images, backend)
+    assert torch.equal(kept['torch'], kept['cuda'])
+
+
+def test_training_uses_the_differentiable_wrappers(fake_kernels):
+    model = build().train()
+    set_ops_backend('cuda')
+    with pytest.raises(AssertionError, match='conv_fn: the test asserts which path runs'):
+        model(torch.randn(1, 3, 64, 64))
+    assert fake_kernels.calls[-1] == 'conv_fn'
+
+
+def test_kernels_absent_fall_back_to_pytorch_ops(monkeypatch):
+    """Without the compiled extensions 'auto' runs the PyTorch ops: the same numbers as 'torch'."""
+    for name in ('selective_scan_cuda', 'causal_conv1d_cuda', 'mamba_ssm', 'causal_conv1d'):
+        monkeypatch.setitem(sys.modules, name, None)
+    ops_backend.clear_kernel_cache()
+    model = build(dict(method='mtr', schedule=dict(layers=[1], r=3)))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(run(model, images, 'auto'), run(model, images, 'torch'))
+    ops_backend.clear_kernel_cache()
+
+
+def test_cuda_graph_switch_is_eager_off_gpu():
+    """cuda_graph only changes how a CUDA forward is issued: on CPU it is the eager forward."""
+    model = build(dict(method='mtr', schedule=dict(layers=[1], r=3)))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    expected = run(model, images, 'torch')
+    model.cuda_graph = True
+    assert torch.equal(run(model, images, 'torch'), expected)
+    assert all(not runner.graphs for runner in model._graph_runners.values())
