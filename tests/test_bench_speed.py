@@ -13,18 +13,35 @@ run_bench = partial(run_script, 'tools/benchmarks/bench_speed.py')
 
 def test_speed_rows_on_cpu(tmp_path):
     run_bench('--device', 'cpu', '--archs', 'tiny', '--batch', '1', '--dtypes', 'fp32', '--runs',
-              'none,mtr@0.4,hsa@0.4', '--layers', '6', '9', '12', '15', '18', '--rounds', '1', '--iters', '1',
+              'none,mtr@0.4,hsa@0.4,mtr@0.4+graph', '--layers', '6', '9', '12', '15', '18', '--rounds', '1', '--iters', '1',
               '--out-dir', tmp_path)
     results = json.loads((tmp_path / 'speed.json').read_text())
     assert results['layers'] == [6, 9, 12, 15, 18] and results['device'] == 'cpu'
     rows = {r['run']: r for r in results['rows']}
-    assert set(rows) == {'none', 'mtr@0.4', 'hsa@0.4'}
+    assert set(rows) == {'none', 'mtr@0.4', 'hsa@0.4', 'mtr@0.4+graph'}
     unreduced = VisionMamba(**vim_arch('tiny'), reduction=None).flops((14, 14)).total / 1e9
-    assert rows['none']['gflops'] == pytest.approx(unreduced) and rows['none']['speedup'] == 1
+    assert rows['none']['gflops'] == pytest.approx(unreduced) and rows['none']['vs_none'] == 1
     for run in ('mtr@0.4', 'hsa@0.4'):
         assert 1 - rows[run]['gflops'] / unreduced == pytest.approx(0.4, abs=0.01)
         assert rows[run]['images_per_s'] > 0 and 0 < rows[run]['overhead_share'] < 1
     assert rows['none']['overhead_share'] == 0
+    # the CUDA-graph switch changes nothing off the GPU: the same FLOPs, an eager forward
+    assert rows['mtr@0.4+graph']['gflops'] == rows['mtr@0.4']['gflops']
     again = tmp_path / 'again'
     run_bench('--report-only', tmp_path / 'speed.json', '--out-dir', again)
     assert (again / 'speed.md').read_text() == (tmp_path / 'speed.md').read_text()
+
+
+def test_dense_backbone_rows_and_argument_errors(tmp_path):
+    run_bench('--device', 'cpu', '--archs', 'tiny', '--batch', '1', '--dtypes', 'fp32', '--dense', '96',
+              '--runs', 'none,mtr@0.3/stale', '--layers', '4', '8', '--rounds', '1', '--iters', '1', '--warmup', '1',
+              '--out-dir', tmp_path)
+    results = json.loads((tmp_path / 'speed.json').read_text())
+    rows = {r['run']: r for r in results['rows']}
+    assert results['dense'] == 96 and rows['mtr@0.3/stale']['gflops'] < rows['none']['gflops']
+    assert 'dense backbone at 96x96' in (tmp_path / 'speed.md').read_text()
+    for argv, message in ((['--runs', 'official,none'], "run 'official' needs --official PATH"),
+                          (['--official', str(tmp_path)], 'not a checkout of github.com/hustvl/Vim'),
+                          (['--dense', '512', '--official', str(tmp_path)], 'the official code has no such forward')):
+        result = run_bench('--device', 'cpu', *argv, '--out-dir', tmp_path / 'x', check=False)
+        assert result.returncode != 0 and message in result.stderr

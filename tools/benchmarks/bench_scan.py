@@ -3,6 +3,7 @@
     python tools/benchmarks/bench_scan.py                     # Vim-T shapes on CPU
     python tools/benchmarks/bench_scan.py --dim 1536 --length 1025 --repeats 5
     python tools/benchmarks/bench_scan.py --device cuda       # adds mamba-ssm's kernel if importable
+    python tools/benchmarks/bench_scan.py --device cuda --batch 128 --dim 1536 --length 27 95 129 197 --dtype bf16
 
 Implementations run interleaved (one call of each per round, order rotating) after a warm-up, so
 drifting machine load hits all of them alike; medians are reported. Writes <out-dir>/<name>.md
@@ -59,7 +60,7 @@ def loop_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus
     return y.to(out_dtype)
 
 
-def make_inputs(batch, dim, state, length, device, seed=0):
+def make_inputs(batch, dim, state, length, device, dtype=torch.float32, seed=0):
     """Inputs shaped and initialised like a Vim mixer's (S4D-real A, Mamba's dt init)."""
     g = torch.Generator().manual_seed(seed)
     dt = torch.exp(torch.rand(dim, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
@@ -73,7 +74,8 @@ def make_inputs(batch, dim, state, length, device, seed=0):
         z=torch.randn(batch, dim, length, generator=g),
         delta_bias=dt + torch.log(-torch.expm1(-dt)),  # inverse softplus: Δ starts near dt
     )
-    return {k: v.to(device) for k, v in inputs.items()}
+    weights = ('A', 'D', 'delta_bias')  # fp32 parameters in Vim, also under autocast
+    return {k: v.to(device) if k in weights else v.to(device, dtype) for k, v in inputs.items()}
 
 
 def implementations(device, chunk_size):
@@ -151,7 +153,8 @@ def parse_args():
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--dim', type=int, default=384, help='inner channels E (Vim-T: 384)')
     p.add_argument('--state', type=int, default=16, help='state size N')
-    p.add_argument('--length', type=int, default=197, help='tokens L (Vim at 224px: 197)')
+    p.add_argument('--length', type=int, nargs='+', default=[197], help='tokens L (Vim at 224px: 197); several: one table each')
+    p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'], help='activations (weights stay fp32)')
     p.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeats', type=int, default=15)
@@ -166,20 +169,26 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    shape = dict(batch=args.batch, dim=args.dim, state=args.state, length=args.length)
-    inputs = make_inputs(**shape, device=device)
+    for length in args.length:
+        bench_length(args, device, length)
+
+
+def bench_length(args, device, length):
+    shape = dict(batch=args.batch, dim=args.dim, state=args.state, length=length)
+    dtype = dict(fp32=torch.float32, bf16=torch.bfloat16)[args.dtype]
+    inputs = make_inputs(**shape, device=device, dtype=dtype)
     times, outputs = run(implementations(device, args.chunk_size), inputs, device,
                          args.warmup, args.repeats)
     rows = summarise(times, outputs)
 
     title = ('selective scan, batch {batch}, E={dim}, N={state}, L={length}'.format(**shape)
-             + f', {device.type}, {args.repeats} repeats')
+             + f', {args.dtype}, {device.type}, {args.repeats} repeats')
     table = markdown_table(rows)
-    print(title + '\n' + table)
+    print(title + '\n' + table, flush=True)
 
     env = environment(device)
     stamp = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    name = 'scan_b{batch}_e{dim}_n{state}_l{length}'.format(**shape) + f'_{device.type}'
+    name = 'scan_b{batch}_e{dim}_n{state}_l{length}'.format(**shape) + f'_{args.dtype}_{device.type}'
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, name + '.md'), 'w') as f:
         f.write(f'# {title}\n\n{table}\n\n'
@@ -188,10 +197,10 @@ def main():
                 f"Measured {stamp}: torch {env['torch']}, {env['threads']} threads, "
                 f"{env.get('gpu', env['cpu'])}.\n\n"
                 f'Command: `python tools/benchmarks/bench_scan.py --batch {args.batch} --dim {args.dim} '
-                f'--state {args.state} --length {args.length} --repeats {args.repeats} '
+                f'--state {args.state} --length {length} --dtype {args.dtype} --repeats {args.repeats} '
                 f'--device {args.device}`\n')
     with open(os.path.join(args.out_dir, name + '.json'), 'w') as f:
-        json.dump(dict(config=vars(args), environment=env, measured=stamp, results=rows,
+        json.dump(dict(config=dict(vars(args), length=length), environment=env, measured=stamp, results=rows,
                        times_ms={k: [1e3 * t for t in v] for k, v in times.items()}), f, indent=2)
     print(f'wrote {os.path.join(args.out_dir, name)}.{{md,json}}')
 

@@ -1,16 +1,25 @@
-"""Throughput of Vim with and without token reduction, and CUDA-vs-PyTorch ops agreement.
+"""Throughput and latency of Vim with and without token reduction, beside the official forward.
 
-    # on a GPU machine with mamba-ssm's kernels (see docs/benchmarks.md for the full command)
-    python tools/benchmarks/bench_speed.py --device cuda --batch 128 --out-dir OUT
+    # the claim a user can check on their own GPU: the official hustvl/Vim forward (imported from a
+    # checkout of github.com/hustvl/Vim, never copied) and ours on the same weights, logits compared
+    # first, then every run timed in the same interleaved rounds
+    python tools/benchmarks/bench_speed.py --official ~/src/Vim --batch 128 --out-dir OUT
+    # batch-1 latency, CUDA-graph replay beside eager
+    python tools/benchmarks/bench_speed.py --official ~/src/Vim --batch 1 --runs official,none,none+graph,mtr@0.4+graph
+    # the dense backbone of the segmentation models at 512x512, each restoration mode
+    python tools/benchmarks/bench_speed.py --dense 512 --runs none,mtr@0.4/unmerge,mtr@0.4/stale,mtr@0.4/similarity
     # CPU path, Vim-T at batch 8
     python tools/benchmarks/bench_speed.py --device cpu --archs tiny --batch 8 --dtypes fp32 --runs none,mtr@0.4
     # rebuild the markdown + plot from a results file
     python tools/benchmarks/bench_speed.py --report-only OUT/speed.json --out-dir docs/benchmarks
 
-Timing: warm-up, then every configuration measured in turn (interleaved) for several rounds, on
-inputs rotated between calls; CUDA events on GPU; medians reported. The reduction's own overhead
-is the time of its plan + apply steps, replayed in isolation on the states the forward produced,
-as a share of the reduced forward. Random weights: speed does not depend on them.
+A run is ``official``, ``none`` (ours, unreduced) or ``METHOD@FLOPS_REDUCTION``, with ``/RESTORE`` (dense
+models) and ``+graph`` (replay as CUDA graphs: ``cuda_graph=True``) as suffixes. Timing: warm-up, then
+every run measured in turn, the order rotated each round, on inputs rotated between calls; CUDA events
+on GPU; medians, and the per-round spread ((max - min) / median of the rounds' images/s). The
+reduction's own overhead is the time of its plan + apply steps, replayed in isolation on the states the
+forward produced, as a share of the reduced forward. Random weights (speed does not depend on them);
+with ``--official`` both models hold the official model's initial weights.
 """
 import argparse
 import json
@@ -19,17 +28,24 @@ import os.path as osp
 import statistics
 import sys
 import time
+import types
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
-from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
+from mtr_mm.models import VimBackbone, VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
 from tools.report_utils import pyplot, rebuild_report, save_figure, shipped_layers  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
+DENSE_OUT_INDICES = (5, 11, 17, 23)  # the UperNet configs' (configs/_base_/models/vim_upernet.py)
+OFFICIAL_FACTORY = {
+    'tiny': 'vim_tiny_patch16_224_bimambav2_final_pool_mean_abs_pos_embed_with_midclstok_div2',
+    'small': 'vim_small_patch16_224_bimambav2_final_pool_mean_abs_pos_embed_with_midclstok_div2',
+    'base': 'vim_base_patch16_224_bimambav2_final_pool_mean_abs_pos_embed_with_middle_cls_token_div2',
+}
 
 
 def parse_args(argv=None):
@@ -38,29 +54,128 @@ def parse_args(argv=None):
     parser.add_argument('--archs', nargs='+', default=['tiny', 'small', 'base'])
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
-    parser.add_argument('--runs', default='none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,evit@0.4,tome@0.4,'
-                        'pumer@0.4,utr@0.4,hsa@0.4', help='comma list of METHOD@FLOPS_REDUCTION or none')
+    parser.add_argument('--runs', default=None, help='comma list (see above); default: official (with --official), '
+                        'none, MTR at 20/30/40 %% and every other method at 40 %%')
     parser.add_argument('--layers', nargs='+', type=int, default=shipped_layers(),
                         help='reducing layers, the same for every method (default: the shipped MTR configs)')
+    parser.add_argument('--official', metavar='PATH', help='a checkout of github.com/hustvl/Vim: time its forward too')
+    parser.add_argument('--dense', type=int, metavar='SIZE', help='time the dense (segmentation) backbone at SIZE x SIZE')
     parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
     parser.add_argument('--iters', type=int, default=10, help='forwards per timing')
-    parser.add_argument('--ops', nargs='+', default=['auto'], choices=['auto', 'torch', 'cuda'],
-                        help='ops backends to time (auto: CUDA kernels when importable)')
-    parser.add_argument('--torch-ops-runs', default='none,mtr@0.4', help='runs also timed with --ops torch')
+    parser.add_argument('--warmup', type=int, default=3, help='forwards per run before timing (graph capture included)')
+    parser.add_argument('--ops', default='auto', choices=['auto', 'torch', 'cuda'],
+                        help='ops backend (auto: CUDA kernels when importable)')
     parser.add_argument('--check-backends', action='store_true', help='CUDA kernels vs PyTorch ops, same weights')
     parser.add_argument('--out-dir', default='work_dirs/bench_speed')
     parser.add_argument('--report-only', help='rebuild the report from this results json')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = ('official,' if args.official else '') + 'none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,evit@0.4,' \
+            'tome@0.4,pumer@0.4,utr@0.4,hsa@0.4'
+    if args.dense and (args.official or 'official' in args.runs.split(',')):
+        parser.error('--dense times our dense backbone; the official code has no such forward to compare')
+    if 'official' in args.runs.split(',') and not args.official:
+        parser.error("run 'official' needs --official PATH (a checkout of github.com/hustvl/Vim)")
+    return args
 
 
-def build(arch, run, device, layers=()):
+def parse_run(run: str) -> dict:
+    """'mtr@0.4/stale+graph' -> method mtr, target 0.4, restore stale, graph True."""
+    graph = run.endswith('+graph')
+    body = run[:-len('+graph')] if graph else run
+    body, _, restore = body.partition('/')
+    method, _, target = body.partition('@')
+    return dict(method=method, target=float(target) if target else 0., restore=restore or 'unmerge', graph=graph)
+
+
+def build(arch, run, args, state_dict=None):
+    spec = parse_run(run)
     reduction = None
-    if run != 'none':
-        method, target = run.split('@')
-        reduction = dict(method=method, schedule=dict(layers=list(layers), flops_reduction=float(target)))
+    if spec['method'] != 'none':
+        reduction = dict(method=spec['method'], restore=spec['restore'],
+                         schedule=dict(layers=list(args.layers), flops_reduction=spec['target']))
     torch.manual_seed(0)
-    model = VisionMamba(reduction=reduction, **vim_arch(arch))
-    return model.to(device).eval()
+    if args.dense:
+        model = VimBackbone(arch=arch, img_size=args.dense, out_type='featmap', out_indices=DENSE_OUT_INDICES,
+                            reduction=reduction, cuda_graph=spec['graph'])
+        vim = model.vim
+    else:
+        model = vim = VisionMamba(reduction=reduction, cuda_graph=spec['graph'], **vim_arch(arch))
+    if state_dict is not None:
+        vim.load_state_dict(state_dict, strict=True)
+    return model.to(args.device).eval(), vim
+
+
+# ---------------------------------------------------------------- the official forward, from a checkout
+
+class _CausalConvFwd:
+    """causal-conv1d's compiled forward as the official fork (mamba-ssm 1.1.1) calls it: seven
+    arguments, output returned. Releases from 1.4 on take a preallocated ``out`` before
+    ``final_states_out`` and return nothing; the fork's call is adapted only then."""
+
+    def __init__(self, ext):
+        self.ext, self.takes_out = ext, None
+
+    def causal_conv1d_fwd(self, x, weight, bias, seq_idx, initial_states, final_states_out, silu):
+        if not self.takes_out:
+            try:
+                out = self.ext.causal_conv1d_fwd(x, weight, bias, seq_idx, initial_states, final_states_out, silu)
+                self.takes_out = False
+                return out
+            except TypeError:
+                if self.takes_out is False:
+                    raise
+                self.takes_out = True
+        out = torch.empty_like(x)
+        self.ext.causal_conv1d_fwd(x, weight, bias, seq_idx, initial_states, out, final_states_out, silu)
+        return out
+
+
+def import_official(path: str):
+    """hustvl/Vim's ``vim/models_mamba.py`` with its forked mamba_ssm (``mamba-1p1p1/``), imported from
+    the user's checkout. The fork leaves sys.modules afterwards, so our ops import the installed
+    mamba-ssm; the official model keeps its own references."""
+    vim_dir, fork_dir = osp.join(path, 'vim'), osp.join(path, 'mamba-1p1p1')
+    if not (osp.isfile(osp.join(vim_dir, 'models_mamba.py')) and osp.isdir(osp.join(fork_dir, 'mamba_ssm'))):
+        raise SystemExit(f'--official {path}: not a checkout of github.com/hustvl/Vim (needs vim/models_mamba.py and '
+                         'mamba-1p1p1/mamba_ssm/); clone it and pass its root folder')
+    if any(k == 'mamba_ssm' or k.startswith('mamba_ssm.') for k in sys.modules):
+        raise SystemExit('--official: mamba_ssm was imported before the official fork; run this script fresh')
+    # Language-model-only modules the vision model imports but never calls (their transformers
+    # imports fail with transformers >= 5): empty stand-ins.
+    for name, attrs in (('mamba_ssm.utils.generation', dict(GenerationMixin=type('GenerationMixin', (), {}))),
+                        ('mamba_ssm.utils.hf', dict(load_config_hf=None, load_state_dict_hf=None))):
+        sys.modules[name] = types.SimpleNamespace(**attrs)
+    sys.path[:0] = [fork_dir, vim_dir]
+    try:
+        import models_mamba
+    finally:
+        del sys.path[:2]
+    interface = sys.modules['mamba_ssm.ops.selective_scan_interface']
+    if interface.causal_conv1d_cuda is None:
+        raise SystemExit('--official: causal-conv1d is not importable; the official forward needs its kernel')
+    interface.causal_conv1d_cuda = _CausalConvFwd(interface.causal_conv1d_cuda)
+    for name in [k for k in sys.modules if k == 'mamba_ssm' or k.startswith('mamba_ssm.')]:
+        del sys.modules[name]
+    return models_mamba
+
+
+def max_rel_diff(out, ref):
+    return ((out.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
+
+
+def official_parity(official, ours, args):
+    """Max relative logit difference, ours vs official, same weights (fp32; bf16 autocast on GPU)."""
+    images = torch.randn(8, 3, 224, 224, device=args.device, generator=torch.Generator(args.device).manual_seed(1))
+    parity = {}
+    for dtype in args.dtypes:
+        with torch.inference_mode(), torch.autocast(args.device.split(':')[0], dtype=DTYPES[dtype] or torch.float32,
+                                                    enabled=DTYPES[dtype] is not None):
+            parity[dtype] = max_rel_diff(ours(images), official(images))
+    limits = dict(fp32=1e-5, bf16=2e-2)
+    if any(parity[d] > limits[d] for d in parity):
+        raise SystemExit(f'logits differ from the official forward on the same weights: {parity}; not timing')
+    return parity
 
 
 def timer(device):
@@ -80,23 +195,26 @@ def timer(device):
     return run
 
 
-def reduction_overhead(model, images, measure, iters):
+def reduction_overhead(vim, model, images, measure, iters):
     """Seconds per forward spent in the reduction steps, replayed on the states they received."""
-    if model.reduction is None:
+    if vim.reduction is None:
         return 0.
     steps = []
-    removed = model.removed_per_layer(model.patch_embed.grid_size(*images.shape[-2:]))
-    original = model.reduction.reduce
+    removed = vim.removed_per_layer(vim.patch_embed.grid_size(*images.shape[-2:]))
+    original = vim.reduction.reduce
 
     def capture(state, r, score):
         steps.append((state, r, score))
         return original(state, r, score)
 
-    model.reduction.reduce = capture
-    with torch.no_grad():
-        model(images)
-    model.reduction.reduce = original
-    reducer = model.reduction.reducer
+    vim.reduction.reduce = capture
+    graph, vim.cuda_graph = vim.cuda_graph, False  # a replay would not call Python
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        vim.reduction.reduce, vim.cuda_graph = original, graph
+    reducer = vim.reduction.reducer
 
     def replay():
         for _ in range(iters):
@@ -107,98 +225,137 @@ def reduction_overhead(model, images, measure, iters):
     return measure(replay) / iters
 
 
-def bench_arch(arch, runs, dtype_name, args, inputs, ops):
+def bench_arch(arch, runs, dtype_name, args, inputs, official=None):
+    """One row per run: images/s (median of rounds), per-round spread, latency, peak memory."""
     measure = timer(args.device)
-    models = {run: build(arch, run, args.device, args.layers) for run in runs}
+    cuda = args.device.startswith('cuda')
+    state_dict = official.state_dict() if official is not None else None
+    models = {run: (official, None) if run == 'official' else build(arch, run, args, state_dict) for run in runs}
     dtype = DTYPES[dtype_name]
     times = {run: [] for run in runs}
+    peak = dict.fromkeys(runs, 0.)
 
-    def forward(model, k):
+    def forward(model, k, n):
         def fn():
-            with torch.no_grad(), torch.autocast(args.device.split(':')[0], dtype=dtype, enabled=dtype is not None):
-                for i in range(args.iters):
+            with torch.inference_mode(), torch.autocast(args.device.split(':')[0], dtype=dtype or torch.float32,
+                                                        enabled=dtype is not None):
+                for i in range(n):
                     model(inputs[(k + i) % len(inputs)])
         return fn
 
-    for run, model in models.items():  # warm-up (kernels, autotuning, allocator)
-        forward(model, 0)()
-    peak = {}
+    def tracked(run, fn):  # extra memory over what is resident before the call (graph pools: at capture)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            resident = torch.cuda.memory_allocated()
+        seconds = measure(fn)
+        if cuda:
+            peak[run] = max(peak[run], (torch.cuda.max_memory_allocated() - resident) / 2**30)
+        return seconds
+
+    for run, (model, _) in models.items():  # warm-up: kernels, autotuning, allocator, graph capture
+        tracked(run, forward(model, 0, args.warmup))
     for round_index in range(args.rounds):
-        for run, model in models.items():
-            if args.device.startswith('cuda'):
-                torch.cuda.reset_peak_memory_stats()
-            times[run].append(measure(forward(model, round_index)) / args.iters)
-            if args.device.startswith('cuda'):
-                peak[run] = torch.cuda.max_memory_allocated() / 2**30
+        order = runs[round_index % len(runs):] + runs[:round_index % len(runs)]
+        for run in order:
+            times[run].append(tracked(run, forward(models[run][0], round_index, args.iters)) / args.iters)
     rows = []
-    base = statistics.median(times['none']) if 'none' in times else None
-    for run, model in models.items():
+    for run, (model, vim) in models.items():
         median = statistics.median(times[run])
-        with torch.autocast(args.device.split(':')[0], dtype=dtype, enabled=dtype is not None):
-            overhead = reduction_overhead(model, inputs[0], measure, 3)
-        grid = model.patch_embed.grid_size(*inputs[0].shape[-2:])
-        flops = model.flops(grid).total
-        rows.append(dict(arch=arch, dtype=dtype_name, ops=ops, run=run, batch=args.batch, seconds=median,
-                         images_per_s=args.batch / median, speedup=(base / median) if base else None,
-                         overhead_share=overhead / median, peak_gib=peak.get(run), gflops=flops / 1e9))
+        round_ips = [args.batch / t for t in times[run]]
+        overhead = 0.
+        if vim is not None:
+            with torch.autocast(args.device.split(':')[0], dtype=dtype or torch.float32, enabled=dtype is not None):
+                overhead = reduction_overhead(vim, model, inputs[0], measure, 3)
+        if vim is None:  # the official model: the same network as ours unreduced
+            with torch.device('meta'):
+                vim_for_flops = VisionMamba(**vim_arch(arch))
+        else:
+            vim_for_flops = vim
+        flops = vim_for_flops.flops(vim_for_flops.patch_embed.grid_size(*inputs[0].shape[-2:])).total
+        rows.append(dict(arch=arch, dtype=dtype_name, ops=args.ops, run=run, batch=args.batch, seconds=median,
+                         latency_ms=1e3 * median, images_per_s=args.batch / median, round_images_per_s=round_ips,
+                         spread=(max(round_ips) - min(round_ips)) / (args.batch / median),
+                         overhead_share=overhead / median, peak_gib=peak[run] if cuda else None, gflops=flops / 1e9))
+    for base in ('none', 'official'):
+        if base in times:
+            for row in rows:
+                row[f'vs_{base}'] = row['images_per_s'] / next(r['images_per_s'] for r in rows if r['run'] == base)
     return rows
 
 
 def check_backends(args):
     """Max relative difference to the CPU path (PyTorch ops on the CPU, fp32), same weights and
-    inputs: the CUDA kernels in fp32 and under bf16 autocast, and the PyTorch ops on the GPU."""
+    inputs: the CUDA kernels in fp32 and under bf16 autocast, eager and replayed as CUDA graphs, and
+    the PyTorch ops on the GPU."""
     rows = []
     for arch in args.archs:
-        model = build(arch, 'none', 'cpu')
+        model, _ = build(arch, 'mtr@0.4' if 'mtr@0.4' in args.runs else 'none', argparse.Namespace(
+            device='cpu', dense=None, layers=args.layers))
         images = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0))
         set_ops_backend('torch')
         with torch.no_grad():
             reference = model(images).double()
         model.to(args.device)
-        for ops, dtype_name in (('cuda', 'fp32'), ('cuda', 'bf16'), ('torch', 'fp32')):
+        for ops, dtype_name, graph in (('cuda', 'fp32', False), ('cuda', 'bf16', False), ('cuda', 'fp32', True),
+                                       ('cuda', 'bf16', True), ('torch', 'fp32', False)):
             set_ops_backend(ops)
-            with torch.no_grad(), torch.autocast('cuda', dtype=DTYPES[dtype_name], enabled=dtype_name != 'fp32'):
-                out = model(images.to(args.device)).double().cpu()
-            rel = ((out - reference).abs().max() / reference.abs().max()).item()
-            rows.append(dict(arch=arch, ops=f'{ops} on {args.device}', dtype=dtype_name, max_rel_diff=rel))
-            print(f'{arch} {ops} {dtype_name} vs CPU path fp32: max rel diff {rel:.2e}', flush=True)
+            model.cuda_graph = graph
+            with torch.inference_mode(), torch.autocast('cuda', dtype=DTYPES[dtype_name] or torch.float32,
+                                                        enabled=dtype_name != 'fp32'):
+                for _ in range(2 if graph else 1):  # a graph is captured, then replayed
+                    out = model(images.to(args.device)).double().cpu()
+            rel = max_rel_diff(out, reference)
+            name = f'{ops}{" + graph" if graph else ""} on {args.device}'
+            rows.append(dict(arch=arch, ops=name, dtype=dtype_name, reduction=repr(model.reduction), max_rel_diff=rel))
+            print(f'{arch} {name} {dtype_name} vs CPU path fp32: max rel diff {rel:.2e}', flush=True)
         set_ops_backend('auto')
     return rows
 
 
 def write_report(results, out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    lines = [f'# Speed: {results["device"]}', '', f'torch {results["torch"]}, CUDA kernels: '
-             f'{results["cuda_kernels"]}, batch {results["batch"]}, medians of {results["rounds"]} interleaved rounds.', '']
+    what = f'dense backbone at {results["dense"]}x{results["dense"]}' if results.get('dense') else 'classifier at 224x224'
+    lines = [f'# Speed: {results["device"]}, {what}', '',
+             f'torch {results["torch"]}, CUDA kernels: {results["cuda_kernels"]}, batch {results["batch"]}, '
+             f'reducing layers {results["layers"]}; medians of {results["rounds"]} interleaved rounds of '
+             f'{results.get("iters", "?")} forwards; spread = (max - min) / median of the rounds\' images/s.', '']
+    if results.get('official_parity'):
+        lines += ['Official forward vs ours, same weights, max relative logit difference: ' + ', '.join(
+            f'{arch} {d}: {v:.1e}' for arch, p in results['official_parity'].items() for d, v in p.items()), '']
     if results.get('backends'):
         lines += ['## GPU paths vs the CPU path (PyTorch ops on CPU, fp32; same weights, batch 8)', '',
                   '| arch | ops | dtype | max rel diff of logits |', '|---|---|---|---|']
         lines += [f'| {r["arch"]} | {r["ops"]} | {r["dtype"]} | {r["max_rel_diff"]:.2e} |' for r in results['backends']]
         lines.append('')
-    lines += ['## Throughput', '', '| arch | dtype | ops | run | GFLOPs | images/s | speed-up | reduction overhead | peak GiB |',
-              '|---|---|---|---|---|---|---|---|---|']
+    cols = ['vs_official', 'vs_none']
+    lines += ['## Throughput', '', '| arch | dtype | run | GFLOPs | images/s | ms / batch | vs official | vs ours unreduced '
+              '| round spread | reduction overhead | peak GiB |', '|---' * 11 + '|']
     for r in results['rows']:
-        lines.append(f'| {r["arch"]} | {r["dtype"]} | {r.get("ops", "auto")} | {r["run"]} | '
-                     f'{r["gflops"] or float("nan"):.2f} | {r["images_per_s"]:.1f} | '
-                     f'{r["speedup"] or 1:.2f}x | {r["overhead_share"]:.1%} | '
-                     f'{r["peak_gib"] if r["peak_gib"] is not None else float("nan"):.2f} |')
+        ratios = ' | '.join(f'{r[c]:.2f}x' if r.get(c) else 'n/a' for c in cols)
+        peak = r['peak_gib']
+        lines.append(f'| {r["arch"]} | {r["dtype"]} | {r["run"]} | {r["gflops"]:.2f} | {r["images_per_s"]:.1f} | '
+                     f'{r["latency_ms"]:.2f} | {ratios} | {r["spread"]:.1%} | {r["overhead_share"]:.1%} | '
+                     f'{"n/a" if peak is None else f"{peak:.2f}"} |')
     with open(osp.join(out_dir, 'speed.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     plt = pyplot()
     if plt is None:
         return
+    base = 'vs_official' if any(r.get('vs_official') for r in results['rows']) else 'vs_none'
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([0, 0.5], [1, 2], 'k--', label='ideal (1 / (1 - reduction))')
+    xs = [i / 100 for i in range(0, 51)]
+    ax.plot(xs, [1 / (1 - x) for x in xs], 'k--', label='ideal (1 / (1 - reduction))')
     for arch in sorted({r['arch'] for r in results['rows']}):
         for dtype in sorted({r['dtype'] for r in results['rows']}):
-            pts = sorted((float(r['run'].split('@')[1]), r['speedup']) for r in results['rows']
-                         if r['arch'] == arch and r['dtype'] == dtype and r['run'].startswith('mtr@'))
-            if pts:
-                ax.plot([0] + [p[0] for p in pts], [1] + [p[1] for p in pts], 'o-', label=f'MTR Vim-{arch[0].upper()} {dtype}')
-    xs = [i / 100 for i in range(0, 51)]
-    ax.lines[0].set_data(xs, [1 / (1 - x) for x in xs])
+            for graph in ('', '+graph'):
+                pts = sorted((parse_run(r['run'])['target'], r[base]) for r in results['rows']
+                             if r['arch'] == arch and r['dtype'] == dtype and r['run'].startswith('mtr@')
+                             and r['run'].endswith(graph) == bool(graph) and r.get(base))
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], 'o-', label=f'MTR Vim-{arch[0].upper()} {dtype}{graph}')
     ax.set_xlabel('FLOPs reduction')
-    ax.set_ylabel('throughput speed-up')
+    ax.set_ylabel(f'images/s {base.replace("_", " ")} ' + ('(official unreduced)' if base == 'vs_official' else '(ours unreduced)'))
     ax.legend(fontsize=7)
     ax.grid(alpha=.3)
     save_figure(fig, osp.join(out_dir, 'speedup_vs_flops.png'))
@@ -208,28 +365,37 @@ def main(argv=None):
     args = parse_args(argv)
     if rebuild_report(args, write_report):
         return
+    models_mamba = import_official(args.official) if args.official else None
     runs = args.runs.split(',')
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
-                   torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch,
-                   rounds=args.rounds, layers=args.layers, rows=[])
+                   torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch, dense=args.dense,
+                   rounds=args.rounds, iters=args.iters, layers=args.layers, official_parity={}, rows=[])
+    os.makedirs(args.out_dir, exist_ok=True)
+    set_ops_backend(args.ops)
     if args.check_backends:
         results['backends'] = check_backends(args)
+    size = args.dense or 224
     generator = torch.Generator(args.device).manual_seed(0)
-    inputs = [torch.randn(args.batch, 3, 224, 224, device=args.device, generator=generator) for _ in range(3)]
-    os.makedirs(args.out_dir, exist_ok=True)
+    inputs = [torch.randn(args.batch, 3, size, size, device=args.device, generator=generator) for _ in range(3)]
     for arch in args.archs:
+        official = None
+        if models_mamba is not None:
+            torch.manual_seed(0)
+            official = getattr(models_mamba, OFFICIAL_FACTORY[arch])().to(args.device).eval()
+            ours, _ = build(arch, 'none', args, official.state_dict())
+            results['official_parity'][arch] = official_parity(official, ours, args)
+            print(f'{arch}: logits vs official, max rel diff {results["official_parity"][arch]}', flush=True)
+            del ours
         for dtype_name in args.dtypes:
-            for ops in args.ops:
-                set_ops_backend(ops)
-                ops_runs = runs if ops != 'torch' or len(args.ops) == 1 else args.torch_ops_runs.split(',')
-                rows = bench_arch(arch, ops_runs, dtype_name, args, inputs, ops)
-                for r in rows:
-                    print(f'{arch:5} {dtype_name} {ops:5} {r["run"]:11} {r["images_per_s"]:9.1f} img/s  '
-                          f'x{r["speedup"] or 1:.2f}  overhead {r["overhead_share"]:.1%}', flush=True)
-                results['rows'] += rows
-            set_ops_backend('auto')
+            rows = bench_arch(arch, runs, dtype_name, args, inputs, official)
+            for r in rows:
+                print(f'{arch:5} {dtype_name} {r["run"]:16} {r["images_per_s"]:9.1f} img/s  {r["latency_ms"]:8.2f} ms  '
+                      f'vs official {r.get("vs_official") or 0:.2f}  vs ours {r.get("vs_none") or 0:.2f}  '
+                      f'spread {r["spread"]:.1%}  overhead {r["overhead_share"]:.1%}', flush=True)
+            results['rows'] += rows
             with open(osp.join(args.out_dir, 'speed.json'), 'w') as f:  # partial results survive a time-out
                 json.dump(results, f, indent=1)
+        del official
     write_report(results, args.out_dir)
 
 
