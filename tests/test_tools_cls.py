@@ -85,8 +85,9 @@ def test_tools_test_reports_top1_flops_and_reduction(official, capsys, tmp_path)
     assert re.search(r'accuracy/top1: \d+\.\d+.*backbone_gflops: 0\.\d+', text)
     assert (tmp_path / 'preds.pkl').stat().st_size > 0
     run_test_tool(capsys, MTR_CONFIG, path, '--work-dir', str(tmp_path / 'mtr'), '--show-dir', str(tmp_path / 'show'),
-                  '--cfg-options', *SMALL, 'model.backbone.reduction.schedule.layers=[0,1]')
+                  '--cuda-graph', '--cfg-options', *SMALL, 'model.backbone.reduction.schedule.layers=[0,1]')
     text = '\n'.join(p.read_text() for p in (tmp_path / 'mtr').rglob('*.log'))
+    assert 'cuda_graph=True' in text  # the switch reaches the backbone (an eager forward off the GPU)
     flops = float(re.search(r'backbone_gflops: (\d+\.\d+)', text).group(1))
     assert 'reduction: MTRReducer' in text
     assert sorted(p.name for p in (tmp_path / 'show' / 'tokens').iterdir()) == ['bird_tokens.png', 'demo_tokens.png']
