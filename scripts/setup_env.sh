@@ -61,4 +61,4 @@ if not os.path.isdir(os.path.join(os.path.dirname(init), 'drn')):
         print('[setup] mmaction2: removed the import of DRN, missing from its wheel, from', init)
 EOF
 $PIP install --no-deps --no-build-isolation -e .
-$PY -c "import mmcv.ops, mmaction.models, mtr_mm; print('[setup] ready: mtr_mm', mtr_mm.__version__, 'mmcv', mmcv.__version__)"
+$PY -c "import mtr_mm, mmcv.ops, mmaction.models; print('[setup] ready: mtr_mm', mtr_mm.__version__, 'mmcv', mmcv.__version__)"
