@@ -50,6 +50,8 @@ def configure_outputs(cfg, args):
             evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
             cfg.test_evaluator = [*evaluators, dump]
     if args.show_dir:
+        if scope == 'mmaction':
+            raise ValueError('--show-dir draws images and their token maps; video models (mmaction2) have none')
         hook = cfg.default_hooks.visualization
         if scope == 'mmpretrain':
             hook.update(enable=True, out_dir=args.show_dir, interval=1)
