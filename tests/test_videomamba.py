@@ -172,3 +172,13 @@ def test_schedule_is_solved_for_the_video_token_count():
         achieved = 1 - model.flops(grid, directions).total / model.flops(grid, directions, reduced=False).total
         assert achieved == pytest.approx(0.4, abs=0.01) if directions == 1 else achieved > 0.35
     assert math.prod(grid) + 1 == model.flops(grid).tokens[0]
+
+
+def test_backbones_for_video():
+    from mtr_mm.models import VideoMambaBackbone, VimBackbone
+    backbone = VideoMambaBackbone(arch='videomamba_tiny', embed_dims=32, depth=2, img_size=32, num_frames=2).eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(3, 3, 2, 32, 32))
+    assert isinstance(features, torch.Tensor) and features.shape == (3, 32)  # one tensor, for TimeSformerHead
+    with pytest.raises(ValueError, match='video models .num_frames. output "cls"'):
+        VimBackbone(arch='videomamba_tiny', out_type='featmap', num_frames=8)

@@ -54,6 +54,8 @@ class VimBackbone(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if out_type not in ('cls', 'featmap'):
             raise ValueError(f"out_type must be 'cls' or 'featmap', got {out_type!r}")
+        if out_type == 'featmap' and num_frames:
+            raise ValueError('out_type="featmap" gives 2-D maps of image models; video models (num_frames) output "cls"')
         if feature not in ('hidden', 'block'):
             raise ValueError(f"feature must be 'hidden' (mixer output) or 'block' (residual + hidden), got {feature!r}")
         overrides = {k: v for k, v in dict(embed_dims=embed_dims, depth=depth).items() if v is not None}
