@@ -1,14 +1,19 @@
-"""Loading official hustvl/Vim checkpoints and the project's own (mmengine) checkpoints.
+"""Loading official hustvl/Vim and OpenGVLab/VideoMamba checkpoints and the project's own (mmengine) ones.
 
-Official files are `torch.save` dicts with the weights under 'model' (training files add
-'model_ema', optimizer state and 'args' as an argparse.Namespace). They are read with
-``weights_only=True`` and an allow-list (mtr_mm.compat), never blind unpickling unless the caller
-says the file is trusted.
+Official Vim files are `torch.save` dicts with the weights under 'model' (training files add
+'model_ema', optimizer state and 'args' as an argparse.Namespace). VideoMamba image files keep the
+weights under 'model' too, its video files are bare state dicts; both use Vim's key names (video
+adds ``temporal_pos_embedding`` and a 5-D ``patch_embed.proj.weight``), and its self-distilled
+image models (M, B) carry a ``distill_head.*`` that inference never uses: it is dropped, with a log
+line. Files are read with ``weights_only=True`` and an allow-list (mtr_mm.compat), never blind
+unpickling unless the caller says the file is trusted. The key names do not tell Vim from
+VideoMamba: the config does (its arch), and a strict load checks every name and shape.
 """
 from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from .compat import safe_checkpoint_globals
@@ -58,29 +63,43 @@ def extract_state_dict(checkpoint: dict, key: Optional[str] = None) -> Dict[str,
 
 
 def is_official_vim(state_dict: Dict[str, Tensor]) -> bool:
+    """Official Vim or VideoMamba weights (the same key names)."""
     return all(k in state_dict for k in OFFICIAL_MARKERS)
 
 
-def official_to_classifier(state_dict: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor]':
-    """Official keys -> mmpretrain ImageClassifier keys (backbone.*, head.fc.*)."""
-    return OrderedDict(('head.fc.' + k[len('head.'):] if k.startswith('head.') else 'backbone.vim.' + k, v)
+def drop_distill_head(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Without VideoMamba's ``distill_head.*`` (self-distillation training only), as its own
+    evaluation loads them."""
+    dropped = [k for k in state_dict if k.startswith('distill_head.')]
+    if not dropped:
+        return state_dict
+    print_log(f'checkpoint: dropped {len(dropped)} distillation-head weights ({", ".join(dropped)}), '
+              'used only in training', logger='current')
+    return OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith('distill_head.'))
+
+
+def official_to_classifier(state_dict: Dict[str, Tensor], head_prefix: str = 'head.fc.') -> 'OrderedDict[str, Tensor]':
+    """Official keys -> a task model's keys: backbone.vim.*, and the official head under
+    ``head_prefix`` (mmpretrain's ImageClassifier 'head.fc.', mmaction2's recognizers 'cls_head.fc_cls.')."""
+    return OrderedDict((head_prefix + k[len('head.'):] if k.startswith('head.') else 'backbone.vim.' + k, v)
                        for k, v in state_dict.items())
 
 
-def official_to_dense(state_dict: Dict[str, Tensor], grid_size: tuple) -> 'OrderedDict[str, Tensor]':
+def official_to_dense(state_dict: Dict[str, Tensor], grid_size: tuple,
+                      cls_token_position: str = 'middle') -> 'OrderedDict[str, Tensor]':
     """Official classification keys -> a dense backbone without cls token: drop the head and the
-    cls token, drop the pos-embed row of the middle cls token (num_patches // 2, not row 0) and
-    resize the grid bicubically to ``grid_size``."""
-    from .models.vim import resize_pos_embed
+    cls token, drop the pos-embed row of the cls token (Vim's middle one: num_patches // 2, not
+    row 0; VideoMamba's front one: row 0) and resize the grid bicubically to ``grid_size``."""
+    from .models.vim import cls_sequence_index, resize_pos_embed
     pos_embed = state_dict['pos_embed']
     num_patches = pos_embed.shape[1] - ('cls_token' in state_dict)
     side = int(round(num_patches**0.5))
     if side * side != num_patches:
         raise CheckpointError(f'pos_embed has {num_patches} grid rows, not a square grid')
     if 'cls_token' in state_dict:
-        middle = num_patches // 2
-        pos_embed = torch.cat([pos_embed[:, :middle], pos_embed[:, middle + 1:]], dim=1)
-    resized = resize_pos_embed(pos_embed, (side, side), grid_size, None)
+        row = cls_sequence_index(num_patches, cls_token_position)
+        pos_embed = torch.cat([pos_embed[:, :row], pos_embed[:, row + 1:]], dim=1)
+    resized = resize_pos_embed(pos_embed, (side, side), grid_size)
     out = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith(('head.', 'cls_token')))
     out['pos_embed'] = resized
     return out
@@ -107,19 +126,25 @@ def load_into(module: nn.Module, state_dict: Dict[str, Tensor], what: str):
     module.load_state_dict(state_dict, strict=True)
 
 
+# Where a task model keeps the linear classifier that the official `head` becomes.
+CLASSIFIER_HEADS = (('head', 'fc'), ('cls_head', 'fc_cls'))  # mmpretrain ImageClassifier, mmaction2 recognizers
+
+
 def load_model_checkpoint(model: nn.Module, path: str, trusted: bool = False) -> nn.Module:
-    """Load a whole task model (mmpretrain / mmseg / mmdet) from ``path``: an official Vim
-    classification checkpoint (converted on the fly) or one saved by this project's tools."""
-    state_dict = extract_state_dict(load_file(path, trusted))
+    """Load a whole task model (mmpretrain / mmaction2 / mmseg / mmdet) from ``path``: an official
+    Vim or VideoMamba classification checkpoint (converted on the fly) or one saved by this
+    project's tools."""
+    state_dict = drop_distill_head(extract_state_dict(load_file(path, trusted)))
     if is_official_vim(state_dict):
-        head = getattr(model, 'head', None)
-        if not isinstance(getattr(head, 'fc', None), nn.Linear):
+        heads = [f'{head}.{fc}.' for head, fc in CLASSIFIER_HEADS
+                 if isinstance(getattr(getattr(model, head, None), fc, None), nn.Linear)]
+        if not heads:
             raise CheckpointError(
-                f'{path!r} is an official Vim classification checkpoint, but this is a '
+                f'{path!r} is an official Vim/VideoMamba classification checkpoint, but this is a '
                 f'{type(model).__name__} without a classification head: its decode/detection head would stay '
                 "untrained. Load the backbone only (model.backbone.init_cfg=dict(type='Pretrained', "
                 f"checkpoint='{path}')) and fine-tune with tools/train.py.")
-        state_dict = official_to_classifier(state_dict)
+        state_dict = official_to_classifier(state_dict, heads[0])
     # Buffers that are not part of checkpoints (non-persistent) never appear in state_dict().
     load_into(model, state_dict, f'{type(model).__name__} ({path})')
     return model

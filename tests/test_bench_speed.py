@@ -61,3 +61,18 @@ def test_whole_segmentation_model_rows(tmp_path):
         assert whole[run]['gflops'] == backbone[run]['gflops']
     assert 'vim_tiny_upernet_ade20k_512.py (backbone + neck + decode head) at 64x64' in \
         (tmp_path / 'whole' / 'speed.md').read_text()
+
+
+def test_video_rows_on_cpu(tmp_path):
+    """VideoMamba video models at a frame count (--frames), beside an image size in the same run."""
+    run_bench('--device', 'cpu', '--archs', 'videomamba_tiny', '--frames', '2', '--batch', '1', '--dtypes', 'fp32',
+              '--runs', 'none,mtr@0.4', '--rounds', '1', '--iters', '1', '--warmup', '1', '--out-dir', tmp_path)
+    results = json.loads((tmp_path / 'speed.json').read_text())
+    rows = {r['run']: r for r in results['rows']}
+    assert results['frames'] == [2] and {r['frames'] for r in rows.values()} == {2}
+    video = VisionMamba(**vim_arch('videomamba_tiny', num_frames=2)).flops((2, 14, 14)).total / 1e9
+    assert rows['none']['gflops'] == pytest.approx(video)
+    assert 1 - rows['mtr@0.4']['gflops'] / video == pytest.approx(0.4, abs=0.01)
+    assert '| videomamba_tiny 2f | fp32 | mtr@0.4 |' in (tmp_path / 'speed.md').read_text()
+    result = run_bench('--device', 'cpu', '--archs', 'tiny', '--frames', '8', '--out-dir', tmp_path / 'x', check=False)
+    assert result.returncode != 0 and '--frames times VideoMamba video models' in result.stderr

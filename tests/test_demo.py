@@ -18,3 +18,9 @@ def test_demo_prints_table_and_writes_pictures(capsys):
     tokens = sorted((Path(WORK_DIR) / 'show' / 'tokens').glob('fashion_*_tokens.png'))
     assert len(tokens) >= 16
     assert (Path(WORK_DIR) / 'bird_tokens.png').exists() and (Path(WORK_DIR) / 'ADE_val_00000001_tokens.png').exists()
+
+
+def test_demo_videomamba_line():
+    from tools.demo import videomamba_line
+    assert videomamba_line() == ('VideoMamba-T, one 8-frame view (1569 tokens): 11.54 -> 6.92 GFLOPs with MTR (40.0% '
+                                 'fewer; configs/mtr_videomamba_k400.py, docs/videomamba.md)')

@@ -89,10 +89,14 @@ def fake_kernels(monkeypatch):
     ops_backend.clear_kernel_cache()
 
 
-def build(reduction=None, cls=True):
+# VideoMamba: class token in front, scan directions summed, 2-frame clips (frame-major tokens)
+VIDEOMAMBA = dict(cls_token_position='front', direction_merge='sum', num_frames=2)
+
+
+def build(reduction=None, cls=True, **family):
     torch.manual_seed(0)
     model = VisionMamba(img_size=64, embed_dims=32, depth=DEPTH, num_classes=5, with_cls_token=cls,
-                        reduction=reduction).eval()
+                        reduction=reduction, **family).eval()
     with torch.no_grad():  # non-trivial norms, conv biases and D
         for name, p in model.named_parameters():
             if name.endswith(('norm.weight', 'norm_f.weight', 'conv1d.bias', 'conv1d_b.bias', '.D', '.D_b')):
@@ -127,6 +131,18 @@ def test_kernel_path_equals_pytorch_ops(fake_kernels, reduction):
     assert fake_kernels.calls.count('scan') == fake_kernels.calls.count('conv') == 2 * DEPTH
     assert fake_kernels.calls.count('norm') == DEPTH + 1
     assert 'scan_fn' not in fake_kernels.calls and 'conv_fn' not in fake_kernels.calls
+
+
+@pytest.mark.parametrize('reduction', [None, dict(method='mtr', schedule=dict(layers=[0, 1], r=5))],
+                         ids=['unreduced', 'mtr'])
+def test_kernel_path_equals_pytorch_ops_for_videomamba_clips(fake_kernels, reduction):
+    """Front class token, summed directions and 1 + 2 x 16 space-time tokens through the kernels."""
+    model = build(reduction, **VIDEOMAMBA)
+    clips = torch.randn(2, 3, 2, 64, 64, generator=torch.Generator().manual_seed(1))
+    expected = run(model, clips, 'torch')
+    actual = run(model, clips, 'cuda')
+    assert rel_err(actual, expected) <= 1e-5
+    assert fake_kernels.calls.count('scan') == 2 * DEPTH and fake_kernels.calls.count('norm') == DEPTH + 1
 
 
 def test_mtr_scores_read_the_same_delta_on_both_paths(fake_kernels):

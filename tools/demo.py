@@ -4,7 +4,8 @@
 
 Runs tools/test.py on configs/demo/mtr_vim_tiny_fashion.py without and with MTR (40 % fewer
 FLOPs), times both models on the same images (interleaved rounds, medians), prints top-1, GFLOPs
-and images/s side by side, and writes token pictures to work_dirs/demo/.
+and images/s side by side, and writes token pictures to work_dirs/demo/. A last line gives the
+FLOPs of the same MTR schedule on a VideoMamba video view (configs/mtr_videomamba_k400.py).
 """
 import os
 import os.path as osp
@@ -16,10 +17,12 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import DATASETS  # noqa: E402
 
 from mtr_mm.apis import init_model  # noqa: E402
+from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
 from tools.test import main as run_test  # noqa: E402
 from tools.visualize_tokens import test_pipeline, visualize  # noqa: E402
 
@@ -57,6 +60,18 @@ def images_per_second(models: dict, inputs: torch.Tensor, rounds: int = 3) -> di
     return {name: len(inputs) / statistics.median(t) for name, t in times.items()}
 
 
+def videomamba_line(config: str = osp.join(ROOT, 'configs', 'mtr_videomamba_k400.py')) -> str:
+    """Backbone GFLOPs of one view of the video config, unreduced and with its reduction (analytic:
+    no VideoMamba checkpoint ships in demo/)."""
+    backbone = Config.fromfile(config).model.backbone
+    with torch.device('meta'):
+        model = VisionMamba(**vim_arch(backbone.arch, num_frames=backbone.num_frames), reduction=backbone.reduction)
+    full, reduced = (model.flops(model.pos_grid, reduced=r).total / 1e9 for r in (False, True))
+    return (f'VideoMamba-{backbone.arch.split("_")[1][0].upper()}, one {backbone.num_frames}-frame view '
+            f'({model.flops(model.pos_grid).tokens[0]} tokens): {full:.2f} -> {reduced:.2f} GFLOPs with MTR '
+            f'({1 - reduced / full:.1%} fewer; configs/mtr_videomamba_k400.py, docs/videomamba.md)')
+
+
 def main():
     os.chdir(ROOT)  # the demo config's data_root is relative to the repository
     checkpoint = join_checkpoint()
@@ -82,6 +97,7 @@ def main():
     print(f'MTR: {1 - metrics[mtr]["backbone_gflops"] / metrics[base]["backbone_gflops"]:.1%} fewer FLOPs, '
           f'{speed[mtr] / speed[base]:.2f}x images/s')
     print(f'token pictures: {osp.join(WORK_DIR, "show", "tokens")} (test images), ' + ', '.join(pictures))
+    print(videomamba_line())
 
 
 if __name__ == '__main__':

@@ -3,8 +3,9 @@
     python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out OUT] [--show-dir DIR]
                          [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
 
-The library (mmpretrain / mmseg / mmdet) is chosen from the config's default_scope. CHECKPOINT may
-be an official hustvl/Vim file (converted on the fly, loaded safely) or one saved by tools/train.py.
+The library (mmpretrain / mmseg / mmdet / mmaction2) is chosen from the config's default_scope.
+CHECKPOINT may be an official hustvl/Vim or OpenGVLab/VideoMamba file (converted on the fly, loaded
+safely) or one saved by tools/train.py.
 Multi-GPU: tools/dist_test.sh; clusters: tools/slurm_test.sh.
 """
 import argparse
@@ -24,7 +25,7 @@ from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a Vim / MTR model')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (official Vim or this project\'s)')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (official Vim / VideoMamba or this project\'s)')
     parser.add_argument('--work-dir', help='where logs and metrics go (default ./work_dirs/CONFIG_NAME)')
     parser.add_argument('--out', help='classification/detection: a .pkl of raw predictions; '
                         'segmentation: a folder for the predicted label maps')
@@ -49,6 +50,8 @@ def configure_outputs(cfg, args):
             evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
             cfg.test_evaluator = [*evaluators, dump]
     if args.show_dir:
+        if scope == 'mmaction':
+            raise ValueError('--show-dir draws images and their token maps; video models (mmaction2) have none')
         hook = cfg.default_hooks.visualization
         if scope == 'mmpretrain':
             hook.update(enable=True, out_dir=args.show_dir, interval=1)

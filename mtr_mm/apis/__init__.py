@@ -8,7 +8,7 @@ from mmengine.registry import init_default_scope
 from ..checkpoint import load_model_checkpoint
 from .distributed import init_cpu_distributed
 
-LIBRARIES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet'}
+LIBRARIES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet', 'mmaction': 'mmaction'}
 
 
 def load_config(config: Union[str, Config], cfg_options: Optional[dict] = None) -> Config:
@@ -23,7 +23,7 @@ def task_library(cfg: Config):
     scope = cfg.get('default_scope')
     if scope not in LIBRARIES:
         raise ValueError(f"config default_scope {scope!r} is not one of {sorted(LIBRARIES)}; set "
-                         "default_scope = 'mmpretrain' | 'mmseg' | 'mmdet' in the config")
+                         "default_scope = 'mmpretrain' | 'mmseg' | 'mmdet' | 'mmaction' in the config")
     library = importlib.import_module(LIBRARIES[scope])
     importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
     importlib.import_module('mtr_mm.models')  # registers VimBackbone in every library present

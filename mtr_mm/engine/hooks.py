@@ -20,17 +20,18 @@ def find_vim(model) -> Optional[VisionMamba]:
 @HOOKS.register_module()
 class ReductionInfoHook(Hook):
     """Reports the token reduction in use and the backbone GFLOPs per image actually run during
-    testing (every forward's real input grid; an image's sliding-window crops add up), next to the
-    metrics, so logs and the metrics json carry them. Images are keyed by path and gathered from
-    all ranks, so distributed runs (whose samplers pad ranks with repeated images) report the same
-    numbers as one process."""
+    testing (every forward's real input grid; an image's sliding-window crops and a video's views
+    add up), reduced and unreduced, next to the metrics, so logs and the metrics json carry them.
+    Images are keyed by path and gathered from all ranks, so distributed runs (whose samplers pad
+    ranks with repeated images) report the same numbers as one process."""
     # Before RuntimeInfoHook (VERY_HIGH), which hands the metrics to the logger and the json files.
     priority = 'HIGHEST'
 
     def before_test_epoch(self, runner):
         self._vim = find_vim(runner.model)
-        self._batch = [0., 0.]  # one-direction, both-direction FLOPs of the current batch's forwards
-        self._images = {}  # image key -> (one-direction, both-direction) FLOPs
+        # one-direction, both-direction, unreduced one-direction FLOPs of the current batch's forwards
+        self._batch = [0., 0., 0.]
+        self._images = {}  # image key -> those three FLOPs
         if self._vim is None:
             return
         runner.logger.info(f'token reduction: {self._vim.reduction}')
@@ -40,15 +41,16 @@ class ReductionInfoHook(Hook):
         grid, batch = output[1], output[0].shape[0]
         self._batch[0] += batch * self._vim.flops(grid, 1).total
         self._batch[1] += batch * self._vim.flops(grid, 2).total
+        self._batch[2] += batch * self._vim.flops(grid, 1, reduced=False).total
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self._vim is None:
             return
         samples = data_batch['data_samples']
         for i, sample in enumerate(samples):
-            key = sample.metainfo.get('img_path', (get_rank(), batch_idx, i))
+            key = sample.metainfo.get('img_path') or sample.metainfo.get('filename') or (get_rank(), batch_idx, i)
             self._images[key] = tuple(flops / len(samples) for flops in self._batch)
-        self._batch = [0., 0.]
+        self._batch = [0., 0., 0.]
 
     def after_test_epoch(self, runner, metrics=None):
         if self._vim is None:
@@ -58,8 +60,8 @@ class ReductionInfoHook(Hook):
         for rank_images in all_gather_object(self._images):
             images.update(rank_images)
         if metrics is not None and images:
-            metrics['backbone_gflops'] = round(sum(one for one, _ in images.values()) / len(images) / 1e9, 4)
-            metrics['backbone_gflops_2dir'] = round(sum(both for _, both in images.values()) / len(images) / 1e9, 4)
+            for name, column in (('backbone_gflops', 0), ('backbone_gflops_2dir', 1), ('backbone_gflops_unreduced', 2)):
+                metrics[name] = round(sum(flops[column] for flops in images.values()) / len(images) / 1e9, 4)
             metrics['reduction'] = 'none' if self._vim.reduction is None else type(self._vim.reduction.reducer).__name__
 
 

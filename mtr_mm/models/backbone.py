@@ -7,6 +7,10 @@ mmdet. It only chooses what to read from the one Vim forward:
   a full-resolution ``(B, C, H, W)`` map, restored from the reduced sequence with the reduction's
   restoration mode. ``feature='hidden'`` reads the mixer output (the Vim segmentation recipe),
   ``'block'`` the block output residual + hidden (the detection recipe).
+
+:class:`VideoMambaBackbone` is the same backbone for mmaction2's recognizers: a VideoMamba video
+model reading clips ``(B, 3, T, H, W)`` and returning the class feature ``(B, C)`` as one tensor,
+the input TimeSformerHead takes.
 """
 from typing import Optional, Sequence
 
@@ -22,8 +26,12 @@ from .vim import RMSNorm, VisionMamba, vim_arch
 
 class VimBackbone(BaseModule):
     """Args:
-        arch: 'tiny' | 'small' | 'base' (embed_dims and depth; override with ``embed_dims``/``depth``).
+        arch: 'tiny' | 'small' | 'base' (Vim), 'videomamba_tiny' | 'videomamba_small' |
+            'videomamba_middle' | 'videomamba_base' (VideoMamba: front class token, summed scan
+            directions); embed_dims and depth per size, override with ``embed_dims``/``depth``.
         img_size: the size the position embedding is stored for (other sizes are resized on the fly).
+        num_frames, tubelet_size: video models (VideoMamba): frames per clip and per token; 0 frames
+            for images.
         patch_size, stride: patch embedding (stride 8 for the fine-tuned "stride 8" models).
         out_type: 'cls' or 'featmap' (see the module docstring).
         out_indices: layers whose features dense models output (negative counts from the end).
@@ -41,16 +49,20 @@ class VimBackbone(BaseModule):
                  embed_dims: Optional[int] = None, depth: Optional[int] = None, out_type: str = 'cls',
                  out_indices: Sequence[int] = (-1, ), feature: str = 'hidden', out_norm: bool = False,
                  reduction: Optional[dict] = None, drop_path_rate: float = 0., frozen: bool = False,
-                 cuda_graph: bool = False, init_cfg: Optional[dict] = None):
+                 cuda_graph: bool = False, num_frames: int = 0, tubelet_size: int = 1,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if out_type not in ('cls', 'featmap'):
             raise ValueError(f"out_type must be 'cls' or 'featmap', got {out_type!r}")
+        if out_type == 'featmap' and num_frames:
+            raise ValueError('out_type="featmap" gives 2-D maps of image models; video models (num_frames) output "cls"')
         if feature not in ('hidden', 'block'):
             raise ValueError(f"feature must be 'hidden' (mixer output) or 'block' (residual + hidden), got {feature!r}")
         overrides = {k: v for k, v in dict(embed_dims=embed_dims, depth=depth).items() if v is not None}
         self.vim = VisionMamba(img_size=img_size, patch_size=patch_size, stride=stride, num_classes=0,
                                with_cls_token=out_type == 'cls', drop_path_rate=drop_path_rate,
-                               reduction=reduction, cuda_graph=cuda_graph, **vim_arch(arch, **overrides))
+                               reduction=reduction, cuda_graph=cuda_graph, num_frames=num_frames,
+                               tubelet_size=tubelet_size, **vim_arch(arch, **overrides))
         self.out_type, self.feature = out_type, feature
         depth = self.vim.depth
         self.out_indices = sorted(i % depth for i in out_indices)
@@ -69,10 +81,10 @@ class VimBackbone(BaseModule):
         if not (self.init_cfg and self.init_cfg.get('type') == 'Pretrained'):
             return super().init_weights()
         path = self.init_cfg['checkpoint']
-        state_dict = ckpt.extract_state_dict(ckpt.load_file(path))
+        state_dict = ckpt.drop_distill_head(ckpt.extract_state_dict(ckpt.load_file(path)))
         if ckpt.is_official_vim(state_dict):
             if self.out_type == 'featmap':
-                state_dict = ckpt.official_to_dense(state_dict, self.vim.pos_grid)
+                state_dict = ckpt.official_to_dense(state_dict, self.vim.pos_grid, self.vim.cls_token_position)
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
         else:  # this project's checkpoint of a whole model
             prefix = self.init_cfg.get('prefix', 'backbone.') + 'vim.'
@@ -116,3 +128,17 @@ class VimBackbone(BaseModule):
                 tokens = self.out_norms[i](tokens)
             maps.append(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width).contiguous())
         return tuple(maps)
+
+
+class VideoMambaBackbone(VimBackbone):
+    """A VideoMamba video model for mmaction2's ``Recognizer3D``: clips ``(B, 3, T, H, W)`` (the
+    recognizer folds views into B) -> the normed class feature ``(B, C)``, one tensor, for
+    ``TimeSformerHead``. Arguments as :class:`VimBackbone`, with video defaults."""
+
+    def __init__(self, arch: str = 'videomamba_tiny', num_frames: int = 8, **kwargs):
+        if kwargs.get('out_type', 'cls') != 'cls':
+            raise ValueError('VideoMambaBackbone outputs the class feature (out_type="cls")')
+        super().__init__(arch=arch, num_frames=num_frames, **kwargs)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        return super().forward(clips)[0]

@@ -2,7 +2,12 @@
 
 Parameter names and shapes are exactly the official ones, so official state_dicts load with
 ``strict=True`` into :class:`VisionMamba`. This is the ONE forward used by classification,
-segmentation and detection: task wrappers only choose what to read from the token state.
+segmentation, detection and video: task wrappers only choose what to read from the token state.
+
+VideoMamba (OpenGVLab, ECCV 2024) is the same network with three arguments set differently
+(docs/videomamba.md): the class token at the front (``cls_token_position='front'``), the two scan
+directions summed instead of averaged (``direction_merge='sum'``) and, for video, a tubelet patch
+embedding with a temporal position embedding (``num_frames``, ``tubelet_size``).
 """
 import math
 from typing import Callable, Dict, List, NamedTuple, Optional
@@ -17,11 +22,17 @@ from ..reduction.flops import FlopsReport, VimDims, vim_flops
 from ..reduction.state import TokenState
 from .cuda_graph import CUDAGraphForward
 
-# The released models (../docs/models.md): embed dims per size name, all with depth 24.
+# The released models (../docs/models.md, ../docs/videomamba.md): width and depth per size name, and
+# for VideoMamba the two forward differences from Vim.
+VIDEOMAMBA = dict(cls_token_position='front', direction_merge='sum')
 VIM_ARCH = {
     'tiny': dict(embed_dims=192, depth=24),
     'small': dict(embed_dims=384, depth=24),
     'base': dict(embed_dims=768, depth=24),
+    'videomamba_tiny': dict(embed_dims=192, depth=24, **VIDEOMAMBA),
+    'videomamba_small': dict(embed_dims=384, depth=24, **VIDEOMAMBA),
+    'videomamba_middle': dict(embed_dims=576, depth=32, **VIDEOMAMBA),
+    'videomamba_base': dict(embed_dims=768, depth=24, **VIDEOMAMBA),
 }
 
 
@@ -63,11 +74,19 @@ class ScanBranch(NamedTuple):
 
 class BiMambaMixer(nn.Module):
     """Bidirectional Mamba ("bimamba v2"): one in_proj, a forward and a backward scan branch with
-    their own parameters, outputs averaged and projected back."""
+    their own parameters, outputs merged and projected back.
+
+    Args:
+        direction_merge: 'mean' (Vim: the two directions' outputs averaged) or 'sum' (VideoMamba).
+    """
 
     def __init__(self, dims: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_rank: Optional[int] = None, dt_min: float = 1e-3, dt_max: float = 0.1):
+                 dt_rank: Optional[int] = None, dt_min: float = 1e-3, dt_max: float = 0.1,
+                 direction_merge: str = 'mean'):
         super().__init__()
+        if direction_merge not in ('mean', 'sum'):
+            raise ValueError(f"direction_merge must be 'mean' (Vim) or 'sum' (VideoMamba), got {direction_merge!r}")
+        self.direction_merge = direction_merge
         inner = expand * dims
         self.d_state = d_state
         self.dt_rank = dt_rank or math.ceil(dims / 16)
@@ -137,8 +156,9 @@ class BiMambaMixer(nn.Module):
         y_fwd, s_fwd = self.scan(xz, self.branch(False), delta_activation)
         y_bwd, s_bwd = self.scan(xz.flip(-1), self.branch(True), delta_activation)
         y = (y_fwd + y_bwd.flip(-1)).reshape(y_fwd.shape[0], batch * length)
-        # The directions' mean: (y_f + y_b) W / 2 == ((y_f + y_b) / 2) W exactly (a power of two).
-        out = (y.t() @ self.out_proj.weight.t()).mul_(0.5).view(batch, length, dims)
+        out = (y.t() @ self.out_proj.weight.t()).view(batch, length, dims)
+        if self.direction_merge == 'mean':  # (y_f + y_b) W / 2 == ((y_f + y_b) / 2) W exactly (a power of two)
+            out.mul_(0.5)
         score = None if s_fwd is None else s_fwd + s_bwd.flip(-1)
         return out, score
 
@@ -160,45 +180,67 @@ class VimBlock(nn.Module):
 
 
 class PatchEmbed(nn.Module):
+    """Images (B, 3, H, W) -> (B, h*w, C) tokens in row-major order. With ``tubelet_size`` (video,
+    VideoMamba): clips (B, 3, T, H, W) -> (B, t*h*w, C) tokens in frame-major order, each from a
+    ``tubelet_size`` x patch x patch block (a Conv3d, t = T // tubelet_size). Returns the tokens and
+    the patch grid: (h, w), or (t, h, w) for video."""
 
-    def __init__(self, patch_size: int = 16, stride: int = 16, in_channels: int = 3, embed_dims: int = 192):
+    def __init__(self, patch_size: int = 16, stride: int = 16, in_channels: int = 3, embed_dims: int = 192,
+                 tubelet_size: Optional[int] = None):
         super().__init__()
-        self.patch_size, self.stride = patch_size, stride
-        self.proj = nn.Conv2d(in_channels, embed_dims, patch_size, stride)
+        self.patch_size, self.stride, self.tubelet_size = patch_size, stride, tubelet_size
+        if tubelet_size is None:
+            self.proj = nn.Conv2d(in_channels, embed_dims, patch_size, stride)
+        else:
+            self.proj = nn.Conv3d(in_channels, embed_dims, (tubelet_size, patch_size, patch_size),
+                                  (tubelet_size, stride, stride))
 
-    def grid_size(self, height: int, width: int):
+    def grid_size(self, *size: int) -> tuple:
+        """The patch grid of an input of spatial size (H, W), or (T, H, W) for a video model."""
+        video = self.tubelet_size is not None
+        if len(size) != 2 + video:
+            raise ValueError(f'expected {"(T, H, W)" if video else "(H, W)"}, got {size}')
+        *frames, height, width = size
         if height < self.patch_size or width < self.patch_size:
             raise ValueError(f'input {height}x{width} is smaller than one {self.patch_size}x{self.patch_size} '
                              'patch: resize or pad the image to at least the patch size')
-        return ((height - self.patch_size) // self.stride + 1, (width - self.patch_size) // self.stride + 1)
+        grid = ((height - self.patch_size) // self.stride + 1, (width - self.patch_size) // self.stride + 1)
+        if video:
+            if frames[0] < self.tubelet_size or frames[0] % self.tubelet_size:
+                raise ValueError(f'{frames[0]} frames do not split into tubelets of {self.tubelet_size}')
+            grid = (frames[0] // self.tubelet_size, ) + grid
+        return grid
 
     def forward(self, images: Tensor):
-        self.grid_size(*images.shape[-2:])
+        dims = 4 if self.tubelet_size is None else 5
+        if images.dim() != dims:
+            raise ValueError(f'expected {"images (B, C, H, W)" if dims == 4 else "clips (B, C, T, H, W)"}, got a '
+                             f'{images.dim()}-D input of shape {tuple(images.shape)}'
+                             + ('' if dims == 4 else ': this is a video model (num_frames set)'))
+        self.grid_size(*images.shape[2:])
         x = self.proj(images)
-        return x.flatten(2).transpose(1, 2), tuple(x.shape[-2:])
+        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
 
 
-def resize_pos_embed(pos_embed: Tensor, src_grid, dst_grid, cls_position: Optional[int]) -> Tensor:
-    """Bicubically resize the grid part of a (1, N[+1], C) pos embed; the cls row (at
-    ``cls_position`` of the source, None if absent) is re-inserted at the middle of the new grid."""
+def resize_pos_embed(pos_embed: Tensor, src_grid, dst_grid) -> Tensor:
+    """Bicubically resize a (1, h*w, C) grid position embedding (no class row) to ``dst_grid``."""
     if tuple(src_grid) == tuple(dst_grid):
         return pos_embed
-    cls_row = None
-    if cls_position is not None:
-        cls_row = pos_embed[:, cls_position:cls_position + 1]
-        pos_embed = torch.cat([pos_embed[:, :cls_position], pos_embed[:, cls_position + 1:]], dim=1)
     grid = pos_embed.reshape(1, *src_grid, -1).permute(0, 3, 1, 2)
     grid = F.interpolate(grid.float(), size=tuple(dst_grid), mode='bicubic', align_corners=False)
-    grid = grid.to(pos_embed.dtype).flatten(2).transpose(1, 2)
-    if cls_row is None:
-        return grid
-    middle = grid.shape[1] // 2
-    return torch.cat([grid[:, :middle], cls_row, grid[:, middle:]], dim=1)
+    return grid.to(pos_embed.dtype).flatten(2).transpose(1, 2)
+
+
+def cls_sequence_index(num_patches: int, cls_token_position: str) -> int:
+    """Where the class token sits among ``num_patches`` patch tokens: 0 ('front', VideoMamba) or
+    num_patches // 2 ('middle', Vim). Also its row in the stored position embedding."""
+    return 0 if cls_token_position == 'front' else num_patches // 2
 
 
 class VisionMamba(nn.Module):
     """The official Vim: patch embed, middle class token, absolute position embedding (resized on
-    the fly for any input size), pre-norm blocks, final RMSNorm, linear head.
+    the fly for any input size), pre-norm blocks, final RMSNorm, linear head; and the official
+    VideoMamba with the arguments below (``vim_arch('videomamba_tiny', num_frames=8)``).
 
     Args:
         reduction: a :class:`mtr_mm.reduction.TokenReduction` (or None): called after every block
@@ -206,32 +248,54 @@ class VisionMamba(nn.Module):
         cuda_graph: on CUDA inputs at inference, capture the forward as a CUDA graph per input shape
             and replay it (see cuda_graph.py): removes the host's kernel-launch cost, which bounds
             small batches. Same numbers; off by default.
-        with_cls_token: classification models insert one at the middle of the sequence; the dense
-            backbones of the Vim paper run without.
+        with_cls_token: classification models insert one; the dense backbones of the Vim paper run
+            without.
+        cls_token_position: 'middle' (Vim: between the two halves of the patch sequence) or 'front'
+            (VideoMamba: before every patch). The stored position embedding keeps its class row at
+            the same index.
+        direction_merge: how the mixers merge their two scan directions, 'mean' (Vim) or 'sum'
+            (VideoMamba).
+        num_frames: 0 for an image model; the frames of a video clip (VideoMamba video models): the
+            patch embedding becomes a Conv3d over ``tubelet_size`` frames, tokens are frame-major
+            ([cls,] frame 0 row-major, frame 1, ...) and a temporal position embedding
+            ``(1, num_frames // tubelet_size, C)`` is added to every token of a frame.
         num_classes: 0 gives no head (``head`` is then an Identity).
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, stride: int = 16, in_channels: int = 3,
                  embed_dims: int = 192, depth: int = 24, d_state: int = 16, d_conv: int = 4,
                  expand: int = 2, dt_rank: Optional[int] = None, num_classes: int = 1000,
-                 with_cls_token: bool = True, drop_path_rate: float = 0., reduction=None,
+                 with_cls_token: bool = True, cls_token_position: str = 'middle', direction_merge: str = 'mean',
+                 num_frames: int = 0, tubelet_size: int = 1, drop_path_rate: float = 0., reduction=None,
                  cuda_graph: bool = False):
         super().__init__()
+        if cls_token_position not in ('middle', 'front'):
+            raise ValueError(f"cls_token_position must be 'middle' (Vim) or 'front' (VideoMamba), "
+                             f'got {cls_token_position!r}')
+        if num_frames < 0 or (num_frames and (tubelet_size < 1 or num_frames % tubelet_size)):
+            raise ValueError(f'num_frames={num_frames} must be 0 (images) or a positive multiple of '
+                             f'tubelet_size={tubelet_size}')
         self.cuda_graph = cuda_graph
         self._graph_runners: Dict[str, CUDAGraphForward] = {}
         self.embed_dims, self.depth, self.d_state, self.d_conv, self.expand = embed_dims, depth, d_state, d_conv, expand
         self.dt_rank = dt_rank or math.ceil(embed_dims / 16)
-        self.patch_embed = PatchEmbed(patch_size, stride, in_channels, embed_dims)
-        self.pos_grid = self.patch_embed.grid_size(img_size, img_size)
-        num_patches = self.pos_grid[0] * self.pos_grid[1]
+        self.cls_token_position, self.direction_merge, self.num_frames = cls_token_position, direction_merge, num_frames
+        self.patch_embed = PatchEmbed(patch_size, stride, in_channels, embed_dims,
+                                      tubelet_size if num_frames else None)
+        # The grid the position embeddings are stored for: (h, w), or (t, h, w) for video.
+        self.pos_grid = self.patch_embed.grid_size(*((num_frames, ) if num_frames else ()), img_size, img_size)
+        spatial_patches = self.pos_grid[-2] * self.pos_grid[-1]
         self.with_cls_token = with_cls_token
         if with_cls_token:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + int(with_cls_token), embed_dims))
+        self.pos_embed = nn.Parameter(torch.zeros(1, spatial_patches + int(with_cls_token), embed_dims))
+        if num_frames:
+            self.temporal_pos_embedding = nn.Parameter(torch.zeros(1, self.pos_grid[0], embed_dims))
         self.head = nn.Linear(embed_dims, num_classes) if num_classes > 0 else nn.Identity()
         drop_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as released
         self.layers = nn.ModuleList(
-            VimBlock(embed_dims, drop_path=rate, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=self.dt_rank)
+            VimBlock(embed_dims, drop_path=rate, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=self.dt_rank,
+                     direction_merge=direction_merge)
             for rate in drop_rates)
         self.drop_path = DropPath(drop_path_rate)
         self.norm_f = RMSNorm(embed_dims)
@@ -245,7 +309,7 @@ class VisionMamba(nn.Module):
         one loaded model; checked against the model's grid now, not at the first image."""
         reduction = build_reduction(reduction)
         if reduction is not None:
-            reduction.check(self.dims(), self.pos_grid, self.with_cls_token)
+            reduction.check(self.dims(), self.pos_grid, self.cls_position(self.pos_grid))
         self.reduction = reduction
         self.reset_graphs()
 
@@ -284,17 +348,32 @@ class VisionMamba(nn.Module):
     def dims(self) -> VimDims:
         return VimDims.from_model(self)
 
+    def cls_position(self, grid_size: tuple) -> Optional[int]:
+        """The class token's index in the token sequence of this patch grid (None without one)."""
+        return cls_sequence_index(math.prod(grid_size), self.cls_token_position) if self.with_cls_token else None
+
     def embed(self, images: Tensor) -> TokenState:
-        """Patch embed, class token at the middle, then the position embedding (resized to the
-        input's grid). Returns the initial token state."""
+        """Patch embed, the position embedding (its grid part resized to the input's grid; for video
+        the spatial one shared by all frames plus the temporal one per frame), then the class token
+        (its own position-embedding row added) at its place. Returns the initial token state."""
         x, grid = self.patch_embed(images)
-        cls_position = None
+        pos_embed = self.pos_embed
         if self.with_cls_token:
-            cls_position = x.shape[1] // 2
-            cls = self.cls_token.expand(x.shape[0], -1, -1)
-            x = torch.cat([x[:, :cls_position], cls, x[:, cls_position:]], dim=1)
-        pos_cls = self.pos_grid[0] * self.pos_grid[1] // 2 if self.with_cls_token else None
-        x = x + resize_pos_embed(self.pos_embed, self.pos_grid, grid, pos_cls)
+            row = cls_sequence_index(self.pos_grid[-2] * self.pos_grid[-1], self.cls_token_position)
+            cls = self.cls_token + pos_embed[:, row:row + 1]
+            pos_embed = torch.cat([pos_embed[:, :row], pos_embed[:, row + 1:]], dim=1)
+        pos_embed = resize_pos_embed(pos_embed, self.pos_grid[-2:], grid[-2:])
+        if self.num_frames:
+            if grid[0] != self.pos_grid[0]:
+                raise ValueError(f'this video model embeds {self.num_frames} frames ({self.pos_grid[0]} tubelets); '
+                                 f'got a clip of {grid[0] * self.patch_embed.tubelet_size} frames')
+            frames = x.view(x.shape[0], grid[0], -1, x.shape[-1]) + pos_embed[:, None]
+            x = (frames + self.temporal_pos_embedding[:, :, None]).flatten(1, 2)
+        else:
+            x = x + pos_embed
+        cls_position = self.cls_position(grid)
+        if cls_position is not None:
+            x = torch.cat([x[:, :cls_position], cls.expand(x.shape[0], -1, -1), x[:, cls_position:]], dim=1)
         records = self.reduction.record_flags() if self.reduction is not None else {}
         return TokenState.create(x, cls_position, grid, **records)
 
@@ -303,7 +382,7 @@ class VisionMamba(nn.Module):
         or of the unreduced network (``reduced=False``); ``directions`` 1 or 2 (see flops.py)."""
         if reduced and self.reduction is not None:
             return self.reduction.flops(self.dims(), grid_size, self.with_cls_token, directions)
-        num_patches = grid_size[0] * grid_size[1]
+        num_patches = math.prod(grid_size)
         return vim_flops(self.dims(), num_patches, num_patches + int(self.with_cls_token), directions=directions)
 
     def removed_per_layer(self, grid_size: tuple) -> List[int]:

@@ -1,4 +1,5 @@
 """TokenReduction: a reducer + a schedule + a restoration mode, called by the Vim forward."""
+import math
 from typing import List, Optional, Union
 
 import torch
@@ -33,16 +34,18 @@ class TokenReduction:
         return (f'TokenReduction(method={self.reducer!r}, schedule={self.schedule!r}, '
                 f'restore={self.restore!r}, reactivate_at={self.reactivate_at})')
 
-    def check(self, dims: VimDims, grid_size: tuple, has_cls: bool):
+    def check(self, dims: VimDims, grid_size: tuple, cls_position: Optional[int]):
         """Validate for one input size at build time: the schedule resolves and every step can be
-        planned by the reducer (a dry run on random tokens)."""
+        planned by the reducer (a dry run on random tokens). ``grid_size`` is (h, w), or (t, h, w)
+        for video; ``cls_position`` the class token's index in the sequence (None without one)."""
         if self.reactivate_at is not None and not 0 < self.reactivate_at < dims.depth:
             raise ValueError(f'reactivate_at={self.reactivate_at} must be a layer in [1, {dims.depth - 1}]')
+        has_cls = cls_position is not None
         removed = self.removed(dims, grid_size, has_cls)
-        num_patches = grid_size[0] * grid_size[1]
+        num_patches = math.prod(grid_size)
         generator = torch.Generator().manual_seed(0)
         hidden = torch.randn(1, num_patches + int(has_cls), dims.embed_dims, generator=generator)
-        state = TokenState.create(hidden, num_patches // 2 if has_cls else None, grid_size)
+        state = TokenState.create(hidden, cls_position, grid_size)
         state.residual = hidden.clone()
         for r in removed:
             if r:
@@ -53,13 +56,13 @@ class TokenReduction:
     def removed(self, dims: VimDims, grid_size: tuple, has_cls: bool) -> List[int]:
         key = (dims, tuple(grid_size), has_cls)
         if key not in self._removed:
-            num_patches = grid_size[0] * grid_size[1]
+            num_patches = math.prod(grid_size)
             self._removed[key] = self.schedule.removed(dims, num_patches, num_patches + int(has_cls), has_cls,
                                                        self.reducer, self.reactivate_at)
         return self._removed[key]
 
     def flops(self, dims: VimDims, grid_size: tuple, has_cls: bool, directions: int = 1) -> FlopsReport:
-        num_patches = grid_size[0] * grid_size[1]
+        num_patches = math.prod(grid_size)
         return vim_flops(dims, num_patches, num_patches + int(has_cls), self.removed(dims, grid_size, has_cls),
                          self.reducer, directions, self.reactivate_at)
 

@@ -1,9 +1,12 @@
 """Analytic FLOPs of Vim, following the live token count of every layer.
 
 Convention (docs/flops.md): multiply-accumulates. The community number (Vim-T/S/B at 224:
-1.45 / 5.08 / 18.87 G) counts ONE scan direction; ``directions=2`` counts both. Per layer with L
-tokens: in_proj L·C·2E, out_proj L·E·C; per direction: conv L·E·K, x_proj L·E·(R+2N),
-dt_proj L·R·E, scan 9·L·E·N + L·E (D skip) + L·E (z gate). Plus patch embed and head.
+1.45 / 5.08 / 18.87 G) counts ONE scan direction; ``directions=2`` counts both; ``directions=0``
+counts no scan at all, only the projections in_proj + out_proj + patch embed + head: the number
+VideoMamba's model zoo publishes (Ti/S/M/B at 224: 1.1 / 4.3 / 12.7 / 16.9 G; fvcore cannot see
+the fused scan). Per layer with L tokens: in_proj L·C·2E, out_proj L·E·C; per direction: conv
+L·E·K, x_proj L·E·(R+2N), dt_proj L·R·E, scan 9·L·E·N + L·E (D skip) + L·E (z gate). Plus patch
+embed (per token in_channels·tubelet·patch²·C) and head.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -20,6 +23,7 @@ class VimDims:
     patch_size: int = 16
     in_channels: int = 3
     num_classes: int = 1000
+    tubelet_size: int = 1  # frames per token (video)
 
     @property
     def inner(self) -> int:
@@ -30,7 +34,8 @@ class VimDims:
         head = getattr(model.head, 'out_features', 0)
         return cls(embed_dims=model.embed_dims, depth=model.depth, d_state=model.d_state, d_conv=model.d_conv,
                    expand=model.expand, dt_rank=model.dt_rank, patch_size=model.patch_embed.patch_size,
-                   in_channels=model.patch_embed.proj.in_channels, num_classes=head)
+                   in_channels=model.patch_embed.proj.in_channels, num_classes=head,
+                   tubelet_size=model.patch_embed.tubelet_size or 1)
 
 
 def scan_direction_flops(num_tokens: int, dims: VimDims) -> float:
@@ -45,7 +50,7 @@ def layer_flops(num_tokens: int, dims: VimDims, directions: int = 1) -> float:
 
 
 def stem_head_flops(num_patches: int, dims: VimDims) -> float:
-    patch = num_patches * dims.in_channels * dims.patch_size**2 * dims.embed_dims
+    patch = num_patches * dims.in_channels * dims.tubelet_size * dims.patch_size**2 * dims.embed_dims
     return patch + dims.embed_dims * dims.num_classes
 
 

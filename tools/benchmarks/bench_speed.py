@@ -1,4 +1,4 @@
-"""Throughput and latency of Vim with and without token reduction, beside the official forward.
+"""Throughput and latency of Vim / VideoMamba with and without token reduction, beside the official forward.
 
     # the claim a user can check on their own GPU: the official hustvl/Vim forward (imported from a
     # checkout of github.com/hustvl/Vim, never copied) and ours on the same weights, logits compared
@@ -12,6 +12,9 @@
     python tools/benchmarks/bench_speed.py --dense 512 --config configs/vim_seg/vim_tiny_upernet_ade20k_512.py
     # CPU path, Vim-T at batch 8
     python tools/benchmarks/bench_speed.py --device cpu --archs tiny --batch 8 --dtypes fp32 --runs none,mtr@0.4
+    # VideoMamba video models (8- and 16-frame views, 1 + 196 T tokens), unreduced vs MTR at -40 %
+    python tools/benchmarks/bench_speed.py --archs videomamba_tiny videomamba_small --frames 8 16 --batch 16 \
+        --runs none,mtr@0.4 --out-dir OUT
     # rebuild the markdown + plot from a results file
     python tools/benchmarks/bench_speed.py --report-only OUT/speed.json --out-dir docs/benchmarks
 
@@ -21,7 +24,10 @@ every run measured in turn, the order rotated each round, on inputs rotated betw
 on GPU; medians, and the per-round spread ((max - min) / median of the rounds' images/s). The
 reduction's own overhead is the time of its plan + apply steps, replayed in isolation on the states the
 forward produced, as a share of the reduced forward. Random weights (speed does not depend on them);
-with ``--official`` both models hold the official model's initial weights.
+with ``--official`` both models hold the official model's initial weights. ``--archs`` takes any size of
+``mtr_mm.models.VIM_ARCH`` (Vim ``tiny``..., VideoMamba ``videomamba_tiny``...); ``--frames`` makes the
+VideoMamba sizes video models (one row set per frame count; "images/s" then counts clips of that many
+frames), Vim sizes stay image models.
 """
 import argparse
 import json
@@ -39,7 +45,7 @@ import torch  # noqa: E402
 from mmengine.model import revert_sync_batchnorm  # noqa: E402
 
 from mtr_mm.apis import init_model, load_config  # noqa: E402
-from mtr_mm.models import VimBackbone, VisionMamba, vim_arch  # noqa: E402
+from mtr_mm.models import VIM_ARCH, VimBackbone, VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
 from tools.report_utils import pyplot, rebuild_report, save_figure, shipped_layers  # noqa: E402
@@ -56,7 +62,9 @@ OFFICIAL_FACTORY = {
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--archs', nargs='+', default=['tiny', 'small', 'base'])
+    parser.add_argument('--archs', nargs='+', default=['tiny', 'small', 'base'], choices=list(VIM_ARCH))
+    parser.add_argument('--frames', nargs='+', type=int, default=[],
+                        help='video: time the VideoMamba archs as video models at each of these frame counts')
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--runs', default=None, help='comma list (see above); default: official (with --official), '
@@ -85,7 +93,30 @@ def parse_args(argv=None):
         parser.error('--config times a dense model: give its input size with --dense SIZE (e.g. --dense 512)')
     if 'official' in args.runs.split(',') and not args.official:
         parser.error("run 'official' needs --official PATH (a checkout of github.com/hustvl/Vim)")
+    if args.official and any(a not in OFFICIAL_FACTORY for a in args.archs):
+        parser.error(f'--official: the hustvl/Vim checkout has the sizes {sorted(OFFICIAL_FACTORY)} only')
+    if args.frames and (args.dense or not any(is_video_arch(a) for a in args.archs)):
+        parser.error('--frames times VideoMamba video models: give videomamba_* archs (and no --dense)')
     return args
+
+
+def is_video_arch(arch: str) -> bool:
+    return arch.startswith('videomamba_')
+
+
+def arch_variants(args):
+    """(arch, frames) pairs to time: VideoMamba archs once per --frames value, the rest as images (0)."""
+    return [(arch, frames) for arch in args.archs
+            for frames in (args.frames if args.frames and is_video_arch(arch) else [0])]
+
+
+def make_inputs(args, frames, count=3, batch=None, device=None):
+    """``count`` random batches: images (B, 3, S, S) or clips (B, 3, T, S, S)."""
+    size = args.dense or 224
+    device = device or args.device
+    generator = torch.Generator(device).manual_seed(0)
+    shape = (batch or args.batch, 3) + ((frames, ) if frames else ()) + (size, size)
+    return [torch.randn(shape, device=device, generator=generator) for _ in range(count)]
 
 
 def parse_run(run: str) -> dict:
@@ -97,7 +128,7 @@ def parse_run(run: str) -> dict:
     return dict(method=method, target=float(target) if target else 0., restore=restore or 'unmerge', graph=graph)
 
 
-def build(arch, run, args, state_dict=None):
+def build(arch, run, args, state_dict=None, frames=0):
     spec = parse_run(run)
     reduction = None
     if spec['method'] != 'none':
@@ -115,7 +146,7 @@ def build(arch, run, args, state_dict=None):
                             reduction=reduction, cuda_graph=spec['graph'])
         vim = model.vim
     else:
-        model = vim = VisionMamba(reduction=reduction, cuda_graph=spec['graph'], **vim_arch(arch))
+        model = vim = VisionMamba(reduction=reduction, cuda_graph=spec['graph'], num_frames=frames, **vim_arch(arch))
     if state_dict is not None:
         vim.load_state_dict(state_dict, strict=True)
     return model.to(args.device).eval(), vim
@@ -215,7 +246,7 @@ def reduction_overhead(vim, model, images, measure, iters):
     if vim.reduction is None:
         return 0.
     steps = []
-    removed = vim.removed_per_layer(vim.patch_embed.grid_size(*images.shape[-2:]))
+    removed = vim.removed_per_layer(vim.patch_embed.grid_size(*images.shape[2:]))
     original = vim.reduction.reduce
 
     def capture(state, r, score):
@@ -240,12 +271,13 @@ def reduction_overhead(vim, model, images, measure, iters):
     return measure(replay) / iters
 
 
-def bench_arch(arch, runs, dtype_name, args, inputs, official=None):
-    """One row per run: images/s (median of rounds), per-round spread, latency, peak memory."""
+def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
+    """One row per run: images (or clips) /s (median of rounds), per-round spread, latency, peak memory."""
     measure = timer(args.device)
     cuda = args.device.startswith('cuda')
     state_dict = official.state_dict() if official is not None else None
-    models = {run: (official, None) if run == 'official' else build(arch, run, args, state_dict) for run in runs}
+    models = {run: (official, None) if run == 'official' else build(arch, run, args, state_dict, frames)
+              for run in runs}
     dtype = DTYPES[dtype_name]
     times = {run: [] for run in runs}
     peak = dict.fromkeys(runs, 0.)
@@ -287,12 +319,12 @@ def bench_arch(arch, runs, dtype_name, args, inputs, official=None):
                 vim_for_flops = VisionMamba(**vim_arch(arch))
         else:
             vim_for_flops = vim
-        flops = vim_for_flops.flops(vim_for_flops.patch_embed.grid_size(*inputs[0].shape[-2:])).total
-        rows.append(dict(arch=arch, dtype=dtype_name, ops=args.ops, run=run, batch=args.batch, seconds=median,
+        flops = vim_for_flops.flops(vim_for_flops.patch_embed.grid_size(*inputs[0].shape[2:])).total
+        rows.append(dict(arch=arch, frames=frames, dtype=dtype_name, ops=args.ops, run=run, batch=args.batch, seconds=median,
                          latency_ms=1e3 * median, images_per_s=args.batch / median, round_images_per_s=round_ips,
                          spread=(max(round_ips) - min(round_ips)) / (args.batch / median),
                          overhead_share=overhead / median, peak_gib=peak[run] if cuda else None, gflops=flops / 1e9))
-    for base in ('none', 'official'):
+    for base in ('none', 'official'):  # rows of one (arch, frames, dtype): ratios within them
         if base in times:
             for row in rows:
                 row[f'vs_{base}'] = row['images_per_s'] / next(r['images_per_s'] for r in rows if r['run'] == base)
@@ -304,10 +336,10 @@ def check_backends(args):
     inputs: the CUDA kernels in fp32 and under bf16 autocast, eager and replayed as CUDA graphs, and
     the PyTorch ops on the GPU."""
     rows = []
-    for arch in args.archs:
+    for arch, frames in arch_variants(args):
         model, _ = build(arch, 'mtr@0.4' if 'mtr@0.4' in args.runs else 'none', argparse.Namespace(
-            device='cpu', dense=None, layers=args.layers))
-        images = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+            device='cpu', dense=None, layers=args.layers), frames=frames)
+        images = make_inputs(argparse.Namespace(dense=None), frames, count=1, batch=2 if frames else 8, device='cpu')[0]
         set_ops_backend('torch')
         with torch.no_grad():
             reference = model(images).double()
@@ -322,10 +354,15 @@ def check_backends(args):
                     out = model(images.to(args.device)).double().cpu()
             rel = max_rel_diff(out, reference)
             name = f'{ops}{" + graph" if graph else ""} on {args.device}'
-            rows.append(dict(arch=arch, ops=name, dtype=dtype_name, reduction=repr(model.reduction), max_rel_diff=rel))
-            print(f'{arch} {name} {dtype_name} vs CPU path fp32: max rel diff {rel:.2e}', flush=True)
+            rows.append(dict(arch=arch_label(arch, frames), ops=name, dtype=dtype_name, reduction=repr(model.reduction),
+                             max_rel_diff=rel))
+            print(f'{arch_label(arch, frames)} {name} {dtype_name} vs CPU path fp32: max rel diff {rel:.2e}', flush=True)
         set_ops_backend('auto')
     return rows
+
+
+def arch_label(arch, frames=0):
+    return f'{arch} {frames}f' if frames else arch
 
 
 def write_report(results, out_dir):
@@ -341,17 +378,19 @@ def write_report(results, out_dir):
         lines += ['Official forward vs ours, same weights, max relative logit difference: ' + ', '.join(
             f'{arch} {d}: {v:.1e}' for arch, p in results['official_parity'].items() for d, v in p.items()), '']
     if results.get('backends'):
-        lines += ['## GPU paths vs the CPU path (PyTorch ops on CPU, fp32; same weights, batch 8)', '',
+        lines += ['## GPU paths vs the CPU path (PyTorch ops on CPU, fp32; same weights, batch 8, video 2)', '',
                   '| arch | ops | dtype | max rel diff of logits |', '|---|---|---|---|']
         lines += [f'| {r["arch"]} | {r["ops"]} | {r["dtype"]} | {r["max_rel_diff"]:.2e} |' for r in results['backends']]
         lines.append('')
     cols = ['vs_official', 'vs_none']
-    lines += ['## Throughput', '', '| arch | dtype | run | GFLOPs | images/s | ms / batch | vs official | vs ours unreduced '
+    lines += ['## Throughput', '', 'GFLOPs per image or clip (one scan direction); video rows count clips (arch Nf: '
+              'N frames, 1 + 196 N tokens).', '',
+              '| arch | dtype | run | GFLOPs | images/s | ms / batch | vs official | vs ours unreduced '
               '| round spread | reduction overhead | peak GiB |', '|---' * 11 + '|']
     for r in results['rows']:
         ratios = ' | '.join(f'{r[c]:.2f}x' if r.get(c) else 'n/a' for c in cols)
         peak = r['peak_gib']
-        lines.append(f'| {r["arch"]} | {r["dtype"]} | {r["run"]} | {r["gflops"]:.2f} | {r["images_per_s"]:.1f} | '
+        lines.append(f'| {arch_label(r["arch"], r.get("frames", 0))} | {r["dtype"]} | {r["run"]} | {r["gflops"]:.2f} | {r["images_per_s"]:.1f} | '
                      f'{r["latency_ms"]:.2f} | {ratios} | {r["spread"]:.1%} | {r["overhead_share"]:.1%} | '
                      f'{"n/a" if peak is None else f"{peak:.2f}"} |')
     with open(osp.join(out_dir, 'speed.md'), 'w') as f:
@@ -363,14 +402,15 @@ def write_report(results, out_dir):
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [i / 100 for i in range(0, 51)]
     ax.plot(xs, [1 / (1 - x) for x in xs], 'k--', label='ideal (1 / (1 - reduction))')
-    for arch in sorted({r['arch'] for r in results['rows']}):
+    for arch, frames in sorted({(r['arch'], r.get('frames', 0)) for r in results['rows']}):
         for dtype in sorted({r['dtype'] for r in results['rows']}):
             for graph in ('', '+graph'):
                 pts = sorted((parse_run(r['run'])['target'], r[base]) for r in results['rows']
-                             if r['arch'] == arch and r['dtype'] == dtype and r['run'].startswith('mtr@')
-                             and r['run'].endswith(graph) == bool(graph) and r.get(base))
+                             if (r['arch'], r.get('frames', 0)) == (arch, frames) and r['dtype'] == dtype
+                             and r['run'].startswith('mtr@') and r['run'].endswith(graph) == bool(graph) and r.get(base))
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], 'o-', label=f'MTR Vim-{arch[0].upper()} {dtype}{graph}')
+                    name = arch_label(arch, frames) if is_video_arch(arch) else f'Vim-{arch[0].upper()}'
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], 'o-', label=f'MTR {name} {dtype}{graph}')
     ax.set_xlabel('FLOPs reduction')
     ax.set_ylabel(f'images/s {base.replace("_", " ")} ' + ('(official unreduced)' if base == 'vs_official' else '(ours unreduced)'))
     ax.legend(fontsize=7)
@@ -389,15 +429,14 @@ def main(argv=None):
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
                    torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch, dense=args.dense,
                    config=args.config,
+                   frames=args.frames,
                    rounds=args.rounds, iters=args.iters, layers=args.layers, official_parity={}, rows=[])
     os.makedirs(args.out_dir, exist_ok=True)
     set_ops_backend(args.ops)
     if args.check_backends:
         results['backends'] = check_backends(args)
-    size = args.dense or 224
-    generator = torch.Generator(args.device).manual_seed(0)
-    inputs = [torch.randn(args.batch, 3, size, size, device=args.device, generator=generator) for _ in range(3)]
-    for arch in args.archs:
+    for arch, frames in arch_variants(args):
+        inputs = make_inputs(args, frames)
         official = None
         if models_mamba is not None:
             torch.manual_seed(0)
@@ -407,15 +446,15 @@ def main(argv=None):
             print(f'{arch}: logits vs official, max rel diff {results["official_parity"][arch]}', flush=True)
             del ours
         for dtype_name in args.dtypes:
-            rows = bench_arch(arch, runs, dtype_name, args, inputs, official)
+            rows = bench_arch(arch, runs, dtype_name, args, inputs, official, frames)
             for r in rows:
-                print(f'{arch:5} {dtype_name} {r["run"]:16} {r["images_per_s"]:9.1f} img/s  {r["latency_ms"]:8.2f} ms  '
+                print(f'{arch_label(arch, frames):5} {dtype_name} {r["run"]:16} {r["images_per_s"]:9.1f} img/s  {r["latency_ms"]:8.2f} ms  '
                       f'vs official {r.get("vs_official") or 0:.2f}  vs ours {r.get("vs_none") or 0:.2f}  '
                       f'spread {r["spread"]:.1%}  overhead {r["overhead_share"]:.1%}', flush=True)
             results['rows'] += rows
             with open(osp.join(args.out_dir, 'speed.json'), 'w') as f:  # partial results survive a time-out
                 json.dump(results, f, indent=1)
-        del official
+        del official, inputs
     write_report(results, args.out_dir)
 
 
