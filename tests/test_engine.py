@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mtr_mm.models import VisionMamba, vim_arch
-from mtr_mm.reduction import REDUCERS, TokenReduction, VimDims, vim_flops
+from mtr_mm.reduction import REDUCERS, TokenReduction, TokenState, VimDims, vim_flops
+from test_ops import reference_scan
 
 METHODS = sorted(REDUCERS.module_dict)
 # The shipped MTR layer set (configs/_base_/reductions/mtr.py) and the one before it.
@@ -122,7 +123,7 @@ def test_mtr_scores_tokens_by_both_directions_delta():
     model = tiny_model(depth=1)
     mixer = model.layers[0].mixer.double()
     h = torch.randn(2, 7, 64, dtype=torch.float64)
-    _, score = mixer(h, delta_activation='softplus')
+    _, score = mixer(h, 'delta_softplus')
     x, _ = mixer.in_proj(h).transpose(1, 2).chunk(2, dim=1)
 
     def branch_delta(x, conv, x_proj, dt_proj):
@@ -141,3 +142,102 @@ def test_target_schedule_counts_reactivated_layers_at_full_length():
     report = reduction.flops(dims, (32, 32), has_cls=False)
     assert report.tokens[16:] == [1024] * 8
     assert 1 - report.total / vim_flops(dims, 1024, 1024).total == pytest.approx(0.2, abs=0.01)
+
+
+def reference_clipped_y(mixer, h):
+    """mean_E clamp(y, 0) of the ungated SSM output, forward branch plus the backward branch's
+    flipped back: every step recomputed in float64 with the per-step reference scan."""
+    x, _ = mixer.in_proj(h).transpose(1, 2).chunk(2, dim=1)
+    length = h.shape[1]
+
+    def branch(x, conv, x_proj, dt_proj, a_log, d):
+        u = F.silu(F.conv1d(x, conv.weight, conv.bias, padding=conv.kernel_size[0] - 1, groups=x.shape[1])[..., :length])
+        dt, b, c = x_proj(u.transpose(1, 2)).split([mixer.dt_rank, mixer.d_state, mixer.d_state], dim=-1)
+        delta = (dt @ dt_proj.weight.t()).transpose(1, 2)
+        y = reference_scan(u, delta, -torch.exp(a_log), b.transpose(1, 2), c.transpose(1, 2), d, None, dt_proj.bias)
+        return y.clamp(min=0).mean(1)
+
+    return branch(x, mixer.conv1d, mixer.x_proj, mixer.dt_proj, mixer.A_log, mixer.D) + branch(
+        x.flip(-1), mixer.conv1d_b, mixer.x_proj_b, mixer.dt_proj_b, mixer.A_b_log, mixer.D_b).flip(-1)
+
+
+def test_utr_and_hsa_score_tokens_by_both_directions_clipped_y():
+    model = tiny_model(depth=1)
+    mixer = model.layers[0].mixer.double()
+    h = torch.randn(2, 7, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    out, score = mixer(h, 'y_clip')
+    torch.testing.assert_close(score, reference_clipped_y(mixer, h))
+    assert torch.equal(out, mixer(h)[0])                       # the score changes nothing else
+
+
+def test_a_sign_flipped_out_proj_does_not_change_hsa():
+    """clip(y) is read before out_proj: an out_proj of opposite sign (which flips the mixer output
+    our former HSA score clipped) leaves the score, and so HSA's choice, unchanged."""
+    model = tiny_model(dict(method='hsa', schedule=dict(layers=[0], r=5)), depth=2)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        before = model.forward_blocks(model.embed(images)).positions
+        model.layers[0].mixer.out_proj.weight.neg_()
+        after = model.forward_blocks(model.embed(images)).positions
+    assert torch.equal(before, after)
+
+
+def test_reactivation_inside_the_layer_set_is_refused():
+    with pytest.raises(ValueError, match=r'reactivate_at=3 .* still reduces after layers \[3, 4\]'):
+        TokenReduction('mtr', dict(layers=[1, 3, 4], r=2), reactivate_at=3)
+
+
+@pytest.mark.parametrize('method', ['mtr', 'hsa', 'pumer'])
+@pytest.mark.parametrize('layers, reactivate_at', [([0, 1], 2), ([0], 1), ([1, 3], 4), ([0, 2, 3], 5)])
+def test_counted_tokens_are_the_tokens_that_ran(method, layers, reactivate_at):
+    model = VisionMamba(img_size=64, num_classes=0, with_cls_token=False, reduction=dict(
+        method=method, schedule=dict(layers=layers, r=2), reactivate_at=reactivate_at, restore='similarity'),
+        **vim_arch('tiny', embed_dims=32, depth=6)).eval()
+    ran = []
+    with torch.no_grad():
+        model.forward_blocks(model.embed(torch.randn(1, 3, 64, 64)), lambda i, s: ran.append(s.num_tokens))
+    assert model.flops((4, 4)).tokens == ran
+
+
+@pytest.mark.parametrize('method', ['mtr', 'random', 'evit', 'pumer', 'utr', 'hsa'])
+def test_cls_position_middle_puts_the_class_token_at_the_middle(method):
+    model = tiny_model(dict(method=method, schedule=dict(layers=[0, 2], r=[3, 4]), cls_position='middle'))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        state = model.forward_blocks(model.embed(images))
+    assert state.num_tokens == 10 and (state.cls_index == 4).all()   # 9 other tokens: 4 before, 5 after
+    assert (state.positions.gather(1, state.cls_index[:, None]) == 8).all()
+    others = state.positions[state.positions != 8].view(2, -1)
+    assert bool((others[:, 1:] > others[:, :-1]).all())           # the others keep their spatial order
+
+
+def test_cls_position_middle_refuses_a_class_token_elsewhere():
+    reduction = TokenReduction('mtr', dict(layers=[0], r=2), cls_position='middle')
+    front = TokenState.create(torch.randn(1, 17, 8), 0, (4, 4))      # VideoMamba-like: class token first
+    with pytest.raises(ValueError, match="puts it at index 0 of 17 .* use cls_position='sorted'"):
+        reduction.reduce(front, 2, torch.rand(1, 17))
+    with pytest.raises(ValueError, match="cls_position='middle' applies to order-preserving methods"):
+        TokenReduction('tome', dict(layers=[0], r=2), cls_position='middle')
+    with pytest.raises(ValueError, match=r"cls_position must be one of \['sorted', 'middle'\]"):
+        TokenReduction('mtr', dict(layers=[0], r=2), cls_position='front')
+
+
+def test_similarity_restoration_is_counted():
+    """Hand count: every removal records its softmax-cosine weights ((r + S)·C + r·S·C MACs, S
+    survivors); every full-resolution read-out sums, per removed token, over the survivors of its
+    removal (r·S·C); reactivation reads hidden and residual."""
+    dims = VimDims(8, 6, dt_rank=1)
+    removed = [4, 0, 2, 0, 0, 0]                                       # 16 tokens -> 12 -> 10
+    plain = TokenReduction('random', dict(layers=[0, 2], r=[4, 2]), restore='unmerge')
+    similarity = TokenReduction('random', dict(layers=[0, 2], r=[4, 2]), restore='similarity')
+    base = plain.flops(dims, (4, 4), False, restored_after=(1, 3)).total
+    records = (4 + 12) * 8 + 4 * 12 * 8 + (2 + 10) * 8 + 2 * 10 * 8
+    reads = 4 * 12 * 8 + (4 * 12 * 8 + 2 * 10 * 8)                  # read-outs at layers 1 and 3
+    assert similarity.removed(dims, (4, 4), False) == removed
+    assert similarity.flops(dims, (4, 4), False, restored_after=(1, 3)).total == base + records + reads
+    reactivated = TokenReduction('random', dict(layers=[0, 2], r=[4, 2]), restore='similarity', reactivate_at=4)
+    unmerged = TokenReduction('random', dict(layers=[0, 2], r=[4, 2]), reactivate_at=4)
+    base = unmerged.flops(dims, (4, 4), False, restored_after=(1, 5)).total
+    # read-out at 1, hidden + residual at reactivation; layer 5 runs on the full sequence (free)
+    reads = 4 * 12 * 8 + 2 * (4 * 12 * 8 + 2 * 10 * 8)
+    assert reactivated.flops(dims, (4, 4), False, restored_after=(1, 5)).total == base + records + reads

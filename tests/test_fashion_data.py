@@ -23,8 +23,8 @@ if not osp.isfile(osp.join(FASHION, fs.FASHION_FILES['test'][0])):
                 '(scripts/setup_env.sh installs it)', allow_module_level=True)
 pytest.importorskip('skimage', reason='scikit-image (the background photographs) is not installed')
 
-SAMPLE_ARGS = ['--cls-train', '6', '--cls-test', '6', '--seg', '3', '--seg-train', '4', '--det', '3', '--batch', '4',
-               '--fashion-dir', FASHION]
+SAMPLE_ARGS = ['--cls-train', '6', '--cls-val', '4', '--cls-test', '6', '--cls-folder', '--seg', '3', '--seg-val', '2',
+               '--seg-train', '4', '--det', '3', '--det-val', '2', '--batch', '4', '--fashion-dir', FASHION]
 TINY = ['--embed-dims', '16', '--depth', '4']
 
 
@@ -62,9 +62,30 @@ def files_of(folder: Path) -> dict:
 def test_generator_is_deterministic(generated):
     first, second = map(files_of, generated)
     assert sorted(first) == sorted(second)
-    assert len([k for k in first if k.endswith('.jpg')]) == 10  # 3 + 4 segmentation, 3 detection scenes
+    # 3 + 2 + 4 segmentation, 3 + 2 detection scenes, 4 + 6 classification images (--cls-folder)
+    assert len([k for k in first if k.endswith('.jpg')]) == 24
     assert len([k for k in first if k.startswith('seg/images/training/')]) == 4
     assert all(first[k] == second[k] for k in first), [k for k in first if first[k] != second[k]]
+
+
+def test_validation_parts_share_no_image_with_test(generated, sources):
+    """Settings are chosen on val, reported on test: no image in common, and the classification
+    val images show garments of the other end of the test garments."""
+    cls = generated[0] / 'cls'
+    val, test = np.load(cls / 'val_images.npy'), np.load(cls / 'test_images.npy')
+    assert val.shape == (4, 224, 224, 3) and not any(np.array_equal(v, t) for v in val for t in test)
+    layout = fs.cls_layout(sources, 0, 'cls_val', torch.arange(4))
+    assert layout.garment[:, 0].tolist() == [sources.num_garments - 1 - i for i in range(4)]
+    lines = (cls / 'meta' / 'val.txt').read_text().split()
+    assert lines[0::2] == [f'val_{i:05d}.jpg' for i in range(4)]
+    assert [int(x) for x in lines[1::2]] == np.load(cls / 'val_labels.npy').tolist()
+    for split in ('val', 'validation'):
+        assert (generated[0] / 'seg' / 'images' / split).is_dir()
+    scenes = lambda split: {p.read_bytes() for p in (generated[0] / 'seg' / 'images' / split).iterdir()}  # noqa: E731
+    assert len(scenes('val')) == 2 and not scenes('val') & scenes('validation')
+    coco = json.loads((generated[0] / 'det' / 'annotations' / 'instances_valsplit2017.json').read_text())
+    assert [image['file_name'] for image in coco['images']] == ['scene_000000.jpg', 'scene_000001.jpg']
+    assert sorted(fs.VAL_PARTS.values()) == sorted(p for p in fs.PARTS if p.endswith('_val'))
 
 
 def test_images_depend_on_seed_and_index_only(sources):

@@ -155,6 +155,47 @@ def test_mtr_scores_read_the_same_delta_on_both_paths(fake_kernels):
     assert torch.equal(kept['torch'], kept['cuda'])
 
 
+@pytest.mark.parametrize('method', ['utr', 'hsa'])
+def test_clipped_y_scores_are_the_same_on_both_paths(fake_kernels, method):
+    """The compiled forward returns y before the gate as ``out`` (and the gated y as ``out_z``):
+    the clip(y) score read from it equals the PyTorch path's, and so does the choice of tokens."""
+    model = build(dict(method=method, schedule=dict(layers=[0], r=5)))
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    kept, scores = {}, {}
+    hidden = torch.randn(2, 9, 32, generator=torch.Generator().manual_seed(3))
+    for backend in ('torch', 'cuda'):
+        model.token_observers[:] = [lambda index, state, b=backend: kept.setdefault(b, state.positions.clone())]
+        run(model, images, backend)
+        set_ops_backend(backend)
+        with torch.inference_mode():
+            scores[backend] = model.layers[0].mixer(hidden, 'y_clip')[1]
+        set_ops_backend('auto')
+    assert torch.equal(kept['torch'], kept['cuda'])
+    torch.testing.assert_close(scores['cuda'], scores['torch'], rtol=1e-5, atol=1e-6)
+
+
+def test_clipped_y_score_under_autograd_gates_the_ungated_scan(fake_kernels, monkeypatch):
+    """With gradients on, the differentiable wrapper (which returns only the gated y) runs without
+    the gate, and the gate is applied outside: same output and score as the PyTorch ops."""
+    def scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+        fake_kernels.calls.append('scan_fn')
+        return reference_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus).to(u.dtype)
+
+    monkeypatch.setattr(sys.modules['mamba_ssm.ops.selective_scan_interface'], 'selective_scan_fn', scan_fn)
+    monkeypatch.setattr(sys.modules['causal_conv1d'], 'causal_conv1d_fn', None)
+    ops_backend.clear_kernel_cache()
+    mixer = build().layers[0].mixer
+    hidden = torch.randn(2, 9, 32, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    results = {}
+    for backend in ('torch', 'cuda'):
+        set_ops_backend(backend)
+        results[backend] = mixer(hidden, 'y_clip')
+        set_ops_backend('auto')
+    assert fake_kernels.calls.count('scan_fn') == 2
+    for got, expected in zip(results['cuda'], results['torch']):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_training_uses_the_differentiable_wrappers(fake_kernels):
     model = build().train()
     set_ops_backend('cuda')

@@ -106,6 +106,14 @@ def test_scan_optional_inputs(drop):
     assert rel_err(selective_scan(**x), reference_scan(**x)) <= 1e-5
 
 
+def test_scan_returns_y_before_the_gate_when_asked():
+    x = make_scan_inputs(2, 8, 4, 29)
+    gated, ungated = selective_scan(**x, return_ungated=True)
+    assert rel_err(gated, reference_scan(**x)) <= 1e-5
+    assert rel_err(ungated, reference_scan(**{**x, 'z': None})) <= 1e-5
+    assert torch.equal(gated, selective_scan(**x))
+
+
 def test_scan_without_softplus():
     x = make_scan_inputs(2, 8, 4, 29)
     x['delta'] = x['delta'].abs()  # without softplus Δ must already be positive

@@ -22,7 +22,8 @@ CONFIGS = [
     'tome',
     'pumer',
     'utr',
-    dict(type='utr', similarity='hidden'),
+    dict(type='utr', similarity='block', hidden_prune=0.0),
+    dict(type='utr', hidden_prune=1.0),
     'hsa',
 ]
 CHANNELS = 8
@@ -39,12 +40,23 @@ def is_merging(reducer):
         or (reducer.__class__.__name__ == 'EViTReducer' and reducer.fuse)
 
 
-def size_weighted(reducer):
-    """Merges whose weights are the token sizes: sum(size * x) is conserved."""
+def conserved_streams(reducer):
+    """The streams a merge with token-size weights conserves, sum(size * x)."""
     name = reducer.__class__.__name__
     if name == 'MTRReducer':
-        return reducer.merge_weights == 'size'
-    return name in ('ToMeReducer', 'PuMerReducer', 'UTRReducer')
+        return ('hidden', 'residual') if reducer.merge_weights == 'size' else ()
+    if name == 'UTRReducer':  # tokens pruned from the hidden stream take their mass with them
+        return ('residual', ) if reducer.hidden_prune else ('hidden', 'residual')
+    return ('hidden', 'residual') if name in ('ToMeReducer', 'PuMerReducer') else ()
+
+
+def needs_score(reducer):
+    return reducer.score_request is not None
+
+
+def skip_refused(reducer, with_cls):
+    if reducer.__class__.__name__ == 'EViTReducer' and not with_cls:
+        pytest.skip('EViT refuses models without a class token (test_evit_needs_a_class_token)')
 
 
 def make_state(batch=3, with_cls=True, seed=0, dtype=torch.float32, residual=True):
@@ -64,7 +76,7 @@ def random_delta(state, seed):
 
 
 def one_step(reducer, state, r, seed=0):
-    delta = random_delta(state, seed) if reducer.needs_delta else None
+    delta = random_delta(state, seed) if needs_score(reducer) else None
     return apply_plan(state, reducer.plan(state, r, delta))
 
 
@@ -119,10 +131,9 @@ def check_invariants(reducer, start, state):
         assert torch.equal(counts, state.sizes)
     else:
         assert torch.equal(state.sizes, torch.ones_like(state.sizes))
-    if size_weighted(reducer):
-        for name in ('hidden', 'residual'):
-            mass = (getattr(state, name).float() * state.sizes[..., None]).sum(1)
-            torch.testing.assert_close(mass, getattr(start, name).float().sum(1), atol=1e-4, rtol=1e-4)
+    for name in conserved_streams(reducer):
+        mass = (getattr(state, name).float() * state.sizes[..., None]).sum(1)
+        torch.testing.assert_close(mass, getattr(start, name).float().sum(1), atol=1e-4, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------- registry
@@ -133,11 +144,13 @@ def test_registry_and_build():
         assert isinstance(reducer, BaseReducer)
         assert build_reducer(dict(type=name)).__class__ is reducer.__class__
         assert build_reducer(reducer) is reducer
-        assert isinstance(reducer.needs_delta, bool) and isinstance(reducer.preserves_order, bool)
-    assert build_reducer('mtr').needs_delta and build_reducer('mtr').delta_activation == 'softplus'
+        assert isinstance(reducer.preserves_order, bool)
+    requests = {name: build_reducer(name).score_request for name in NAMES}
+    assert requests == dict(mtr='delta_softplus', random=None, evit=None, tome=None, pumer=None, utr='y_clip',
+                            hsa='y_clip')
+    assert build_reducer(dict(type='mtr', delta_activation='none')).score_request == 'delta'
     assert not build_reducer('tome').preserves_order
     assert all(build_reducer(n).preserves_order for n in NAMES if n != 'tome')
-    assert not any(build_reducer(n).needs_delta for n in NAMES if n != 'mtr')
     with pytest.raises(ValueError, match="registered reducers: .*'mtr'"):
         build_reducer('nope')
     with pytest.raises(ValueError, match='keep_ratio'):
@@ -150,8 +163,9 @@ def test_registry_and_build():
 @pytest.mark.parametrize('cfg', CONFIGS, ids=cfg_id)
 def test_r_zero_is_identity(cfg, with_cls):
     reducer = build_reducer(cfg)
+    skip_refused(reducer, with_cls)
     state = make_state(with_cls=with_cls)
-    plan = reducer.plan(state, 0, random_delta(state, 0) if reducer.needs_delta else None)
+    plan = reducer.plan(state, 0, random_delta(state, 0) if needs_score(reducer) else None)
     assert plan.source.shape == plan.target.shape == (3, 0)
     assert apply_plan(state, plan) is state
     assert reducer.overhead_flops(17, 0, CHANNELS) == 0.0
@@ -161,6 +175,7 @@ def test_r_zero_is_identity(cfg, with_cls):
 @pytest.mark.parametrize('cfg', CONFIGS, ids=cfg_id)
 def test_invariants_over_a_schedule(cfg, with_cls):
     reducer = build_reducer(cfg)
+    skip_refused(reducer, with_cls)
     start = make_state(with_cls=with_cls)
     state = start
     for step, r in enumerate([3, 2, 4]):
@@ -175,6 +190,7 @@ def test_invariants_over_a_schedule(cfg, with_cls):
 @pytest.mark.parametrize('cfg', CONFIGS, ids=cfg_id)
 def test_batch_invariance_and_determinism(cfg, with_cls, mtr_first):
     reducer = build_reducer(cfg)
+    skip_refused(reducer, with_cls)
     start = make_state(with_cls=with_cls, seed=3)
     batched = run_schedule(reducer, start, [3, 4], mtr_first)
     again = run_schedule(build_reducer(cfg), start, [3, 4], mtr_first)
@@ -192,7 +208,7 @@ def test_batch_invariance_and_determinism(cfg, with_cls, mtr_first):
             alone = apply_plan(alone, build_reducer('mtr').plan(alone, 2, delta))
         for step, r in enumerate([3, 4]):
             template = replace(start, positions=torch.zeros(3, alone.num_tokens, dtype=torch.long))
-            delta = random_delta(template, step)[b:b + 1] if reducer.needs_delta else None
+            delta = random_delta(template, step)[b:b + 1] if needs_score(reducer) else None
             alone = apply_plan(alone, reducer.plan(alone, r, delta))
         mine = slice_state(batched, b)
         for name in ('positions', 'sizes', 'source_map'):
@@ -207,13 +223,14 @@ def test_batch_invariance_and_determinism(cfg, with_cls, mtr_first):
 @pytest.mark.parametrize('cfg', CONFIGS, ids=cfg_id)
 def test_limits(cfg, with_cls):
     reducer = build_reducer(cfg)
+    skip_refused(reducer, with_cls)
     state = make_state(with_cls=with_cls)
     limit = reducer.max_r(state.num_tokens, with_cls)
     assert limit >= 1
     end = one_step(reducer, state, limit)                      # the limit itself works
     assert end.num_tokens == state.num_tokens - limit
     check_invariants(reducer, state, end)
-    delta = random_delta(state, 0) if reducer.needs_delta else None
+    delta = random_delta(state, 0) if needs_score(reducer) else None
     with pytest.raises(ValueError, match=f'limit is r <= {limit}'):
         reducer.plan(state, limit + 1, delta)
     with pytest.raises(ValueError, match='r must be'):
@@ -228,7 +245,7 @@ def test_limits(cfg, with_cls):
 def test_down_to_the_limit_repeatedly(cfg):
     """Reduce as far as each step allows until nothing can leave: small-L edge cases."""
     reducer = build_reducer(cfg)
-    for with_cls in (True, False):
+    for with_cls in (True, False) if reducer.__class__.__name__ != 'EViTReducer' else (True, ):
         start = make_state(batch=2, with_cls=with_cls, seed=5)
         state = run_schedule(build_reducer('mtr'), start, [2], mtr_first=False) if with_cls else start
         while True:
@@ -263,9 +280,11 @@ def test_overhead_flops():
     bipartite = length * channels + 99 * 98 * channels
     assert build_reducer('tome').overhead_flops(length, r, channels) == bipartite
     assert build_reducer('pumer').overhead_flops(length, r, channels) == bipartite
-    utr = 3 * length * channels + 98 * 99 * channels
+    utr = 2 * length * 2 * channels + length * channels + 98 * 99 * channels
     assert build_reducer('utr').overhead_flops(length, r, channels) == utr
-    assert build_reducer('hsa').overhead_flops(length, r, channels) == length * channels
+    assert build_reducer(dict(type='utr', similarity='block')).overhead_flops(length, r, channels) == \
+        utr + length * channels
+    assert build_reducer('hsa').overhead_flops(length, r, channels) == 2 * length * 2 * channels
 
 
 # -------------------------------------------------------------------------------- MTR vs reference
@@ -337,10 +356,11 @@ def test_mtr_matches_reference(keep_ratio, similarity, merge_weights):
     assert not (6 in src1 and 2 not in src1)
 
 
-def test_mtr_needs_delta():
+@pytest.mark.parametrize('name', ['mtr', 'utr', 'hsa'])
+def test_scored_methods_need_their_score(name):
     state = make_state()
-    reducer = build_reducer('mtr')
-    with pytest.raises(ValueError, match='delta_score'):
+    reducer = build_reducer(name)
+    with pytest.raises(ValueError, match=f"needs the per-token score '{reducer.score_request}'"):
         reducer.plan(state, 2)
     with pytest.raises(ValueError, match='shape'):
         reducer.plan(state, 2, torch.rand(3, 16))
@@ -379,49 +399,94 @@ def test_tome_and_pumer_reference():
         assert int(out.positions[b, out.cls_index[b]]) == cls_pos
 
 
-def test_utr_reference():
+@pytest.mark.parametrize('hidden_prune,similarity', [(0.5, 'hidden'), (0.0, 'block'), (1.0, 'hidden')])
+def test_utr_reference(hidden_prune, similarity):
+    """ToR-SSM's hybrid reduction, recomputed in float64 python: importance = the given clip(y)
+    score, less/more-important halves, the r most similar pairs leave; the residual merges all of
+    them, the hidden stream prunes the least important round(hidden_prune * r) and merges the rest."""
     gen = torch.Generator().manual_seed(31)
     batch, length, cls_pos, r = 2, 10, 5, 3
     hidden = torch.randn(batch, length, CHANNELS, generator=gen)
     residual = torch.randn(batch, length, CHANNELS, generator=gen)
-    state = replace(TokenState.create(hidden, cls_pos, (3, 3)), residual=residual)
-    plan = build_reducer('utr').plan(state, r)
+    score = torch.rand(batch, length, generator=gen)
+    sizes = torch.tensor([[1., 2, 1, 1, 3, 1, 1, 2, 1, 1]]).expand(batch, -1)
+    state = replace(TokenState.create(hidden, cls_pos, (3, 3)), residual=residual, sizes=sizes)
+    plan = build_reducer(dict(type='utr', hidden_prune=hidden_prune, similarity=similarity)).plan(state, r, score)
+    out = apply_plan(state, plan)
+    num_pruned = math.floor(hidden_prune * r + 0.5)
     for b in range(batch):
-        block = (hidden[b] + residual[b]).double()
-        importance = block.clamp(min=0).sum(-1)
-        ranked = sorted((i for i in range(length) if i != cls_pos), key=lambda i: (float(importance[i]), i))
+        feats = (hidden[b] + residual[b] if similarity == 'block' else hidden[b]).double()
+        ranked = sorted((i for i in range(length) if i != cls_pos), key=lambda i: (float(score[b, i]), i))
         less, more = ranked[:len(ranked) // 2], ranked[len(ranked) // 2:]
         edges = []
         for position, s in enumerate(less):
-            best = max(more, key=lambda t: (cosine64(block[s], block[t]), -more.index(t)))
-            edges.append((cosine64(block[s], block[best]), position, s, best))
+            best = max(more, key=lambda t: (cosine64(feats[s], feats[t]), -more.index(t)))
+            edges.append((cosine64(feats[s], feats[best]), position, s, best))
         edges.sort(key=lambda e: (-e[0], e[1]))
-        assert plan.source[b].tolist() == [s for _, _, s, _ in edges[:r]]
-        assert plan.target[b].tolist() == [t for _, _, _, t in edges[:r]]
-        assert plan.keep[b].tolist() == [i for i in range(length) if i not in plan.source[b].tolist()]
+        sources, joins = [s for _, _, s, _ in edges[:r]], {s: t for _, _, s, t in edges[:r]}
+        assert plan.source[b].tolist() == sources
+        pruned = sorted(sources, key=lambda s: (float(score[b, s]), sources.index(s)))[:num_pruned]
+        kept = [i for i in range(length) if i not in sources]
+        assert out.positions[b].tolist() == kept
+        for at, t in enumerate(kept):
+            members = [t] + [s for s in sources if joins[s] == t]
+            w = [float(sizes[b, m]) for m in members]
+            expected_res = sum(wi * residual[b, m].double() for wi, m in zip(w, members)) / sum(w)
+            merged = [(wi, m) for wi, m in zip(w, members) if m not in pruned]
+            expected_hid = sum(wi * hidden[b, m].double() for wi, m in merged) / sum(wi for wi, _ in merged)
+            torch.testing.assert_close(out.residual[b, at].double(), expected_res, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.hidden[b, at].double(), expected_hid, atol=1e-5, rtol=1e-5)
+            assert float(out.sizes[b, at]) == sum(w)
 
 
-def test_hsa_and_random_pruning_reference():
+@pytest.mark.parametrize('name', ['utr', 'hsa'])
+def test_utr_and_hsa_rank_by_the_clipped_y_not_the_streams(name):
+    """The finding behind ToR-SSM / ToP-ViM scores: a large residual of opposite sign (3-45x the
+    hidden on real models) dominated our former stream-based importance. The less important tokens
+    must be those of the mixer's clip(y) score, whatever the streams hold."""
+    gen = torch.Generator().manual_seed(8)
+    batch, length, cls_pos, r = 2, 17, 8, 4
+    hidden = torch.rand(batch, length, CHANNELS, generator=gen)
+    clip_y = hidden.sum(-1)                                    # the score agrees with the hidden ...
+    state = replace(TokenState.create(hidden, cls_pos, (4, 4)), residual=-40 * hidden)  # ... not the residual
+    plan = build_reducer(name).plan(state, r, clip_y)
+    for b in range(batch):
+        ranked = sorted((i for i in range(length) if i != cls_pos), key=lambda i: (float(clip_y[b, i]), i))
+        if name == 'hsa':
+            assert plan.source[b].tolist() == ranked[:r]
+        else:  # the leaving tokens come from the less-important half of clip(y)
+            assert set(plan.source[b].tolist()) <= set(ranked[:len(ranked) // 2])
+
+
+def grid_distance(a, b, cls_pos, width):
+    """Squared distance on the patch grid between original sequence positions a and b."""
+    pa, pb = (p - (cls_pos is not None and p > cls_pos) for p in (a, b))
+    return (pa // width - pb // width) ** 2 + (pa % width - pb % width) ** 2
+
+
+@pytest.mark.parametrize('with_cls', [True, False], ids=['cls', 'dense'])
+def test_hsa_and_random_pruning_reference(with_cls):
     gen = torch.Generator().manual_seed(41)
-    batch, length, cls_pos, r = 2, 11, 5, 4
+    batch, r, width = 2, 4, 5
+    cls_pos = 5 if with_cls else None
+    length = 10 + int(with_cls)
     hidden = torch.randn(batch, length, CHANNELS, generator=gen)
-    state = replace(TokenState.create(hidden, cls_pos, (2, 5)),
+    score = torch.rand(batch, length, generator=gen)
+    state = replace(TokenState.create(hidden, cls_pos, (2, width)),
                     residual=torch.randn(batch, length, CHANNELS, generator=gen))
     for name in ('hsa', 'random'):
-        plan = build_reducer(name).plan(state, r)
+        plan = build_reducer(name).plan(state, r, score)
         assert not plan.merge
         for b in range(batch):
             source = plan.source[b].tolist()
             if name == 'hsa':
-                importance = hidden[b].double().clamp(min=0).sum(-1)
-                ranked = sorted((i for i in range(length) if i != cls_pos),
-                                key=lambda i: (float(importance[i]), i))
+                ranked = sorted((i for i in range(length) if i != cls_pos), key=lambda i: (float(score[b, i]), i))
                 assert source == ranked[:r]
             kept = [i for i in range(length) if i not in source]
-            assert plan.keep[b].tolist() == kept and cls_pos in kept and cls_pos not in source
+            assert plan.keep[b].tolist() == kept and cls_pos not in source
             candidates = [i for i in kept if i != cls_pos]
-            for s, t in zip(source, plan.target[b].tolist()):
-                assert t == min(candidates, key=lambda c: (abs(c - s), c))
+            for s, t in zip(source, plan.target[b].tolist()):  # nearest on the grid, ties: the earliest
+                assert t == min(candidates, key=lambda c: (grid_distance(c, s, cls_pos, width), c))
     # random: same choice for every image (seed-derived), reproducible, different for another seed.
     plan = build_reducer('random').plan(state, r)
     assert torch.equal(plan.source[0], plan.source[1])
@@ -430,11 +495,27 @@ def test_hsa_and_random_pruning_reference():
     assert any(not torch.equal(o, plan.source) for o in others)
 
 
-@pytest.mark.parametrize('with_cls', [True, False], ids=['cls', 'dense'])
-def test_evit_reference(with_cls):
+def test_restoration_never_reads_across_a_row_end():
+    """A pruned token at the start of a row is represented by its neighbour below or beside it,
+    never by the last token of the previous row (its neighbour in 1-D sequence order)."""
+    width = 4
+    state = TokenState.create(torch.zeros(1, 16, CHANNELS), None, (4, width))
+    score = torch.ones(1, 16)
+    score[0, [4, 5]] = 0                                      # (1, 0) and (1, 1) leave
+    plan = build_reducer('hsa').plan(state, 2, score)
+    assert plan.source[0].tolist() == [4, 5]
+    assert plan.target[0].tolist() == [0, 1]                  # the tokens above them; 1-D would give 3 for 4
+
+
+def test_evit_needs_a_class_token():
+    state = make_state(with_cls=False)
+    with pytest.raises(ValueError, match='EViT needs a class token'):
+        build_reducer('evit').plan(state, 2)
+
+
+def test_evit_reference():
     gen = torch.Generator().manual_seed(51)
-    batch, length, r = 2, 10, 3
-    cls_pos = 5 if with_cls else None
+    batch, length, r, cls_pos = 2, 10, 3, 5
     hidden = torch.randn(batch, length, CHANNELS, generator=gen)
     residual = torch.randn(batch, length, CHANNELS, generator=gen)
     sizes = torch.tensor([[1., 2, 1, 1, 3, 1, 1, 2, 1, 1]]).expand(batch, -1)
@@ -443,8 +524,7 @@ def test_evit_reference(with_cls):
     out = apply_plan(state, plan)
     for b in range(batch):
         h = hidden[b].double()
-        ref_vec = h[cls_pos] if with_cls else h.mean(0)
-        score = [cosine64(h[i], ref_vec) for i in range(length)]
+        score = [cosine64(h[i], h[cls_pos]) for i in range(length)]
         ranked = sorted((i for i in range(length) if i != cls_pos), key=lambda i: (score[i], i))
         dropped, carrier = ranked[:r + 1], ranked[r]
         assert plan.source[b].tolist() == ranked[:r]
@@ -471,7 +551,9 @@ def test_evit_reference(with_cls):
     (dict(type='random', seed=-1), 'seed must be a non-negative int'),
     (dict(type='random', seed=1.5), 'seed must be a non-negative int'),
     (dict(type='evit', fuse='yes'), 'fuse must be True or False'),
-    (dict(type='utr', similarity='residual'), r"similarity must be one of \['block', 'hidden'\]"),
+    (dict(type='utr', similarity='residual'), r"similarity must be one of \['hidden', 'block'\]"),
+    (dict(type='utr', hidden_prune=1.5), r'hidden_prune must be a number in \[0, 1\]'),
+    (dict(type='utr', hidden_prune=True), r'hidden_prune must be a number in \[0, 1\]'),
 ])
 def test_bad_knobs(cfg, match):
     with pytest.raises(ValueError, match=match):
@@ -482,7 +564,7 @@ def test_plan_is_a_reduction_plan():
     state = make_state()
     for name in NAMES:
         reducer = build_reducer(name)
-        plan = reducer.plan(state, 4, random_delta(state, 0) if reducer.needs_delta else None)
+        plan = reducer.plan(state, 4, random_delta(state, 0) if needs_score(reducer) else None)
         assert isinstance(plan, ReductionPlan)
         assert plan.keep.shape == (3, 13) and plan.source.shape == plan.target.shape == (3, 4)
         assert plan.keep.dtype == plan.source.dtype == plan.target.dtype == torch.long
@@ -501,9 +583,11 @@ def test_ties_break_by_index(name):
     state = replace(TokenState.create(hidden, cls_pos, (15, 20)),
                     residual=torch.zeros(batch, length, CHANNELS))
     reducer = build_reducer(name)
-    plan = reducer.plan(state, r, torch.ones(batch, length) if reducer.needs_delta else None)
+    plan = reducer.plan(state, r, torch.ones(batch, length) if needs_score(reducer) else None)
     assert plan.source[0].tolist() == list(range(r))
-    # utr: the first more-important token (151, after the cls); the others: token 40, the first
-    # Target (mtr), the carrier of the fused token (evit), the nearest survivor (hsa).
-    assert plan.target[0].tolist() == [151 if name == 'utr' else 40] * r
+    # utr: the first more-important token (151, after the cls); mtr: token 40, the first Target;
+    # evit: 40, the carrier of the fused token; hsa: the nearest survivor on the 15 x 20 grid, the
+    # token of row 2 below each pruned token of rows 0 and 1.
+    expected = dict(utr=[151] * r, mtr=[40] * r, evit=[40] * r, hsa=[40 + s % 20 for s in range(r)])
+    assert plan.target[0].tolist() == expected[name]
     assert torch.equal(plan.source[0], plan.source[1]) and torch.equal(plan.target[0], plan.target[1])

@@ -53,7 +53,13 @@ CLS_SIZE = 224
 SEG_SIZE = (512, 512)         # (height, width): ADE20K's usual crop
 DET_SIZE = (480, 640)         # (height, width): a typical COCO image
 # Each part of the data draws from its own random streams.
-PARTS = {'cls_train': 0, 'cls_test': 1, 'seg': 2, 'det': 3, 'seg_train': 4}
+PARTS = {'cls_train': 0, 'cls_test': 1, 'seg': 2, 'det': 3, 'seg_train': 4, 'cls_val': 5, 'seg_val': 6,
+         'det_val': 7}
+# The validation parts choose settings (layer sets, knobs) so that nothing is chosen on the test
+# parts: other random streams, so no image is shared with test; built from the test garments, with
+# classification image i of 'cls_val' using garment N-1-i, so its garments are not those of the
+# first test images either (disjoint while val + test images <= N = 10,000).
+VAL_PARTS = {'cls_test': 'cls_val', 'seg': 'seg_val', 'det': 'det_val'}
 # Normalisation of the network input (ImageNet statistics, as for the released Vim models).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -228,14 +234,17 @@ def sample_looks(seed: int, part: str, slot_index: Tensor):
 
 
 def cls_layout(sources: Sources, seed: int, part: str, index: Tensor, size: int = CLS_SIZE) -> Layout:
-    """One item per image: garment ``index % N`` (so consecutive epochs see every garment once),
-    side in ``ITEM_SIZES``, anywhere inside the image."""
+    """One item per image: garment ``index % N`` (so consecutive epochs see every garment once;
+    ``N - 1 - index % N`` for 'cls_val'), side in ``ITEM_SIZES``, anywhere inside the image."""
     photo, crop = sample_background(sources, seed, part, index, size, size)
     side = randint(seed, part, 'size', index, ITEM_SIZES[0], ITEM_SIZES[1] + 1)
     x = randint(seed, part, 'x', index, 0, size - side + 1)
     y = randint(seed, part, 'y', index, 0, size - side + 1)
     flip, tint = sample_looks(seed, part, index)
-    return Layout(photo, crop, (index % sources.num_garments)[:, None], torch.stack([x, y, side], -1)[:, None],
+    garment = index % sources.num_garments
+    if part == 'cls_val':  # from the other end of the garments (see VAL_PARTS)
+        garment = sources.num_garments - 1 - garment
+    return Layout(photo, crop, garment[:, None], torch.stack([x, y, side], -1)[:, None],
                   flip[:, None], tint[:, None], torch.ones_like(flip)[:, None], grid=(1, 1))
 
 

@@ -65,9 +65,11 @@ class VimBackbone(BaseModule):
                                tubelet_size=tubelet_size, **vim_arch(arch, **overrides))
         self.out_type, self.feature = out_type, feature
         depth = self.vim.depth
-        self.out_indices = sorted(i % depth for i in out_indices)
         if any(not -depth <= i < depth for i in out_indices):
             raise ValueError(f'out_indices {list(out_indices)} out of range for depth {depth}')
+        self.out_indices = sorted(i % depth for i in out_indices)
+        if out_type == 'featmap':
+            self.vim.restored_after = tuple(self.out_indices)
         self.out_norms = nn.ModuleList(RMSNorm(self.vim.embed_dims) for _ in self.out_indices) if out_norm else None
         self.frozen = frozen
         if frozen:

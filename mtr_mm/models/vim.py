@@ -10,7 +10,7 @@ directions summed instead of averaged (``direction_merge='sum'``) and, for video
 embedding with a temporal position embedding (``num_frames``, ``tubelet_size``).
 """
 import math
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..ops import add_rms_norm, causal_conv1d, rms_norm, selective_scan
 from ..reduction.engine import build_reduction
 from ..reduction.flops import FlopsReport, VimDims, vim_flops
+from ..reduction.scores import clipped_y_score, mean_delta_score
 from ..reduction.state import TokenState
 from .cuda_graph import CUDAGraphForward
 
@@ -125,10 +126,11 @@ class BiMambaMixer(nn.Module):
         return ScanBranch(getattr(self, f'conv1d{s}'), getattr(self, f'x_proj{s}'), getattr(self, f'dt_proj{s}'),
                           self.A_b_log if backward else self.A_log, getattr(self, f'D{s}'))
 
-    def scan(self, xz: Tensor, branch: ScanBranch, delta_activation: Optional[str]):
+    def scan(self, xz: Tensor, branch: ScanBranch, score_request: Optional[str]):
         """One direction on the channel-major (2E, B, L) in_proj output. Returns the gated y as
-        (E, B, L) and, when asked, the per-token mean Δ over inner channels (B, L): the timescale
-        MTR scores tokens with.
+        (E, B, L) and, when asked, the per-token score (B, L) a reducer requested
+        (``mtr_mm.reduction.scores``): mean Δ over inner channels (MTR) or mean clipped ungated y
+        (ToR-SSM / ToP-ViM), in this direction's token order.
 
         Channel-major is the layout mamba-ssm's fused inner function keeps: the kernels read their
         (B, E, L) operands as views of it (unit stride along L), and every projection is one plain
@@ -141,20 +143,24 @@ class BiMambaMixer(nn.Module):
         delta = (branch.dt_proj.weight @ dt_low).view(inner, batch, length)  # bias goes to the scan
         b, c = (t.view(self.d_state, batch, length).transpose(0, 1) for t in (b, c))
         y = selective_scan(u, delta.transpose(0, 1), -torch.exp(branch.A_log.float()), b, c, branch.D.float(),
-                           z=z.transpose(0, 1), delta_bias=branch.dt_proj.bias.float(), delta_softplus=True)
+                           z=z.transpose(0, 1), delta_bias=branch.dt_proj.bias.float(), delta_softplus=True,
+                           return_ungated=score_request == 'y_clip')
         score = None
-        if delta_activation is not None:  # at least fp32, also under bf16 autocast
-            delta = delta.to(torch.promote_types(delta.dtype, torch.float32)) + branch.dt_proj.bias[:, None, None]
-            score = (F.softplus(delta) if delta_activation == 'softplus' else delta).mean(0)
+        if score_request == 'y_clip':
+            y, ungated = y
+            score = clipped_y_score(ungated.transpose(0, 1))
+        elif score_request is not None:
+            score = mean_delta_score(delta + branch.dt_proj.bias[:, None, None],
+                                     softplus=score_request == 'delta_softplus')
         return y.transpose(0, 1), score
 
-    def forward(self, hidden: Tensor, delta_activation: Optional[str] = None):
-        """hidden (B, L, C) -> (B, L, C), plus the Δ score (B, L) summed over both directions when
-        ``delta_activation`` is 'softplus' (post-softplus Δ) or 'none' (pre-softplus)."""
+    def forward(self, hidden: Tensor, score_request: Optional[str] = None):
+        """hidden (B, L, C) -> (B, L, C), plus the requested per-token score (B, L) summed over
+        both directions, the backward one flipped back to image order (None when not asked)."""
         batch, length, dims = hidden.shape
         xz = (self.in_proj.weight @ hidden.reshape(batch * length, dims).t()).view(-1, batch, length)
-        y_fwd, s_fwd = self.scan(xz, self.branch(False), delta_activation)
-        y_bwd, s_bwd = self.scan(xz.flip(-1), self.branch(True), delta_activation)
+        y_fwd, s_fwd = self.scan(xz, self.branch(False), score_request)
+        y_bwd, s_bwd = self.scan(xz.flip(-1), self.branch(True), score_request)
         y = (y_fwd + y_bwd.flip(-1)).reshape(y_fwd.shape[0], batch * length)
         out = (y.t() @ self.out_proj.weight.t()).view(batch, length, dims)
         if self.direction_merge == 'mean':  # (y_f + y_b) W / 2 == ((y_f + y_b) / 2) W exactly (a power of two)
@@ -172,10 +178,10 @@ class VimBlock(nn.Module):
         self.norm = RMSNorm(dims)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, hidden: Tensor, residual: Optional[Tensor], delta_activation: Optional[str] = None):
+    def forward(self, hidden: Tensor, residual: Optional[Tensor], score_request: Optional[str] = None):
         normed, residual = add_rms_norm(hidden if residual is None else self.drop_path(hidden), residual,
                                         self.norm.weight, self.norm.eps)
-        hidden, score = self.mixer(normed, delta_activation)
+        hidden, score = self.mixer(normed, score_request)
         return hidden, residual, score
 
 
@@ -302,6 +308,9 @@ class VisionMamba(nn.Module):
         self.set_reduction(reduction)
         # Callables fn(layer_index, state) run after every reduction step (token visualisation).
         self.token_observers: List[Callable[[int, TokenState], None]] = []
+        # Layers whose output a dense wrapper restores to full resolution (set by VimBackbone),
+        # so that the FLOPs report counts what the restoration computes.
+        self.restored_after: Tuple[int, ...] = ()
         self.init_weights()
 
     def set_reduction(self, reduction):
@@ -381,7 +390,7 @@ class VisionMamba(nn.Module):
         """Analytic FLOPs of one image with this patch grid: with the reduction and its overhead,
         or of the unreduced network (``reduced=False``); ``directions`` 1 or 2 (see flops.py)."""
         if reduced and self.reduction is not None:
-            return self.reduction.flops(self.dims(), grid_size, self.with_cls_token, directions)
+            return self.reduction.flops(self.dims(), grid_size, self.with_cls_token, directions, self.restored_after)
         num_patches = math.prod(grid_size)
         return vim_flops(self.dims(), num_patches, num_patches + int(self.with_cls_token), directions=directions)
 
@@ -400,8 +409,8 @@ class VisionMamba(nn.Module):
         for index, layer in enumerate(self.layers):
             if reduction is not None and index == reduction.reactivate_at:
                 state = reduction.reactivate(state)
-            delta_activation = reduction.delta_activation(removed[index]) if reduction is not None else None
-            state.hidden, state.residual, score = layer(state.hidden, state.residual, delta_activation)
+            score_request = reduction.score_request(removed[index]) if reduction is not None else None
+            state.hidden, state.residual, score = layer(state.hidden, state.residual, score_request)
             if on_layer is not None:
                 on_layer(index, state)
             if removed[index]:

@@ -42,7 +42,8 @@ def selective_scan(u: torch.Tensor,
                    z: Optional[torch.Tensor] = None,
                    delta_bias: Optional[torch.Tensor] = None,
                    delta_softplus: bool = True,
-                   backend: Optional[str] = None) -> torch.Tensor:
+                   backend: Optional[str] = None,
+                   return_ungated: bool = False):
     """Selective scan with the semantics of mamba-ssm's ``selective_scan_fn``.
 
     Args:
@@ -51,9 +52,12 @@ def selective_scan(u: torch.Tensor,
         D, delta_bias: (E,) or None.  z: (batch, E, L) gate or None.
         delta_softplus: apply softplus to ``delta + delta_bias``.
         backend: None (process default), 'auto', 'torch' or 'cuda'.
+        return_ungated: also return y before the z gate (``<h_t, C_t> + D u_t``), which token
+            scores such as ToR-SSM's and ToP-ViM's read; costs nothing extra on either backend.
 
     Returns:
         y: (batch, E, L) in ``u.dtype``; accumulation is fp32 (or wider) on both backends.
+        With ``return_ungated``: (y, y before the gate); both are y when ``z`` is None.
     """
     if resolve_backend(backend, u) == 'cuda':
         # The kernel wants fp32 weights; .float() is a no-op for Vim's fp32 parameters.
@@ -63,17 +67,27 @@ def selective_scan(u: torch.Tensor,
         if forward is not None and not needs_grad(u, delta, A, B, C, D, z, delta_bias):
             # Inference: the compiled forward on the inputs as they are (any batch/channel strides,
             # unit stride along L); B, C as (batch, groups=1, N, L) views.
+            # The kernel's contract: ``out`` is y before the gate, ``out_z`` (only with z) after it.
             out, _, *gated = forward(u, delta, A.float(), B.unsqueeze(1), C.unsqueeze(1), D, z, delta_bias,
                                      delta_softplus)
-            return gated[0] if z is not None else out
+            return _outputs(gated[0] if z is not None else out, out, return_ungated)
         # delta_softplus always goes by keyword: mamba-ssm's default is False, ours is True.
-        return selective_scan_kernel()(u, delta, A.float(), B, C, D=D, z=z, delta_bias=delta_bias,
-                                       delta_softplus=delta_softplus)
-    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        if not return_ungated:
+            return selective_scan_kernel()(u, delta, A.float(), B, C, D=D, z=z, delta_bias=delta_bias,
+                                           delta_softplus=delta_softplus)
+        # The autograd wrapper returns only the gated y: scan ungated, then gate here.
+        ungated = selective_scan_kernel()(u, delta, A.float(), B, C, D=D, z=None, delta_bias=delta_bias,
+                                          delta_softplus=delta_softplus)
+        return _outputs(ungated if z is None else ungated * F.silu(z), ungated, True)
+    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_ungated=return_ungated)
+
+
+def _outputs(gated, ungated, return_ungated: bool):
+    return (gated, ungated) if return_ungated else gated
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
-                         chunk_size=DEFAULT_CHUNK_SIZE, step_numel=None):
+                         chunk_size=DEFAULT_CHUNK_SIZE, step_numel=None, return_ungated=False):
     """Chunked PyTorch selective scan; any device, differentiable. Arguments as ``selective_scan``,
     plus the chunk length T and the size of one step's state (default: ``STEP_NUMEL`` for the
     device of ``u``), which sets how many chunks are scanned side by side."""
@@ -90,9 +104,8 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     y = _scan(u, delta, A, B, C, chunk_size, step_numel)
     if D is not None:
         y = torch.addcmul(y, u, D.to(dtype)[:, None])
-    if z is not None:
-        y = y * F.silu(z.to(dtype))
-    return y.to(out_dtype)
+    gated = y if z is None else y * F.silu(z.to(dtype))
+    return _outputs(gated.to(out_dtype), y.to(out_dtype), return_ungated)
 
 
 def _scan(u, delta, A, B, C, chunk_size, step_numel):

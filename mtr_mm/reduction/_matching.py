@@ -54,11 +54,6 @@ def block_features(state: TokenState) -> Tensor:
     return state.residual.float() + state.hidden.float()
 
 
-def positive_sum(x: Tensor) -> Tensor:
-    """(B, L, C) -> (B, L): sum over channels of clamp(x, min=0), in fp32."""
-    return x.float().clamp(min=0).sum(-1)
-
-
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     """(B, M, C) x (B, K, C) -> (B, M, K) cosine similarity, computed in fp32."""
     a = F.normalize(a.float(), dim=-1)
@@ -97,23 +92,29 @@ def drop_cls(index: Tensor, cls_mask: Optional[Tensor]) -> Tensor:
     return index.gather(1, order)[:, :index.shape[1] - 1]
 
 
-def nearest_survivor(positions: Tensor, keep: Tensor, source: Tensor,
-                     cls_mask: Optional[Tensor]) -> Tensor:
-    """For pruning: the non-cls survivor nearest in original sequence position to each removed token.
+def grid_coordinates(positions: Tensor, cls_position: Optional[int], grid_size: tuple) -> Tensor:
+    """Original sequence positions (B, K) -> their patch (row, column) on the grid, (B, K, 2) float.
+    The class token's own position must not be among them."""
+    patch = positions - (positions > cls_position).long() if cls_position is not None else positions
+    width = grid_size[1]
+    return torch.stack([patch // width, patch % width], dim=-1).float()
 
-    positions (B, L); keep (B, L') survivors; source (B, r) removed tokens; cls_mask (B, L) or None
-    without a class token. Returns (B, r) token indices (old indexing). A removed token halfway
-    between two survivors goes to the earlier one.
+
+def nearest_survivor(state: TokenState, keep: Tensor, source: Tensor) -> Tensor:
+    """For pruning: the non-cls survivor nearest on the patch grid (Euclidean distance between
+    original positions) to each removed token, so a token at a row start is never represented
+    by the end of the previous row.
+
+    keep (B, L') survivors; source (B, r) removed tokens, both current indices. Returns (B, r)
+    token indices (old indexing). Ties go to the survivor earliest in original order.
     """
-    candidates = sort_by_position(positions, drop_cls(keep, cls_mask))
-    cand_pos = positions.gather(1, candidates).contiguous()
-    src_pos = positions.gather(1, source).contiguous()
-    right = torch.searchsorted(cand_pos, src_pos).clamp(max=cand_pos.shape[1] - 1)
-    left = (right - 1).clamp(min=0)
-    dist_left = (src_pos - cand_pos.gather(1, left)).abs()
-    dist_right = (cand_pos.gather(1, right) - src_pos).abs()
-    chosen = torch.where(dist_left <= dist_right, left, right)
-    return candidates.gather(1, chosen)
+    has_cls = state.cls_index is not None
+    candidates = sort_by_position(state.positions, drop_cls(keep, state.cls_mask() if has_cls else None))
+    cls_position = state.cls_position if has_cls else None
+    cand_xy = grid_coordinates(state.positions.gather(1, candidates), cls_position, state.grid_size)
+    src_xy = grid_coordinates(state.positions.gather(1, source), cls_position, state.grid_size)
+    distance = torch.cdist(src_xy, cand_xy, compute_mode='donot_use_mm_for_euclid_dist')
+    return candidates.gather(1, distance.argmin(dim=-1))  # argmin: the first (earliest) of equals
 
 
 def best_edges(similarity: Tensor, r: int) -> Tuple[Tensor, Tensor]:
@@ -130,10 +131,12 @@ def check_choice(owner: str, knob: str, value, choices: tuple) -> None:
         raise ValueError(f'{owner}: {knob} must be one of {list(choices)}, got {value!r}')
 
 
-def check_delta(owner: str, delta_score: Optional[Tensor], state: TokenState) -> Tensor:
-    if delta_score is None:
-        raise ValueError(f'{owner} needs the per-token delta_score (B, L) of the reducing layer')
-    if tuple(delta_score.shape) != tuple(state.positions.shape):
-        raise ValueError(f'{owner}: delta_score must have shape (B, L) = '
-                         f'{tuple(state.positions.shape)}, got {tuple(delta_score.shape)}')
-    return delta_score
+def check_score(owner: str, score: Optional[Tensor], state: TokenState, request: str) -> Tensor:
+    """The mixer's per-token score (B, L) a reducer asked for, checked; returned in fp32."""
+    if score is None:
+        raise ValueError(f'{owner} needs the per-token score {request!r} (B, L) of the reducing layer, '
+                         'computed by the mixer (VisionMamba does this when the reducer is installed)')
+    if tuple(score.shape) != tuple(state.positions.shape):
+        raise ValueError(f'{owner}: the score must have shape (B, L) = '
+                         f'{tuple(state.positions.shape)}, got {tuple(score.shape)}')
+    return score.float()

@@ -12,13 +12,14 @@ REDUCERS = Registry('token reducer')
 class BaseReducer:
     """Chooses which tokens leave at one layer; ``apply_plan`` does the rest.
 
-    needs_delta: the mixer must return its per-token Δ score at the reducing layers.
+    score_request: the per-token score the mixer must hand ``plan`` at the reducing layers, one
+        of ``scores.SCORE_REQUESTS`` (None: the reducer scores from the token state alone).
     preserves_order: survivors keep their original spatial order.
     """
-    needs_delta = False
+    score_request: Optional[str] = None
     preserves_order = True
 
-    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+    def plan(self, state: TokenState, r: int, score: Optional[Tensor] = None) -> ReductionPlan:
         raise NotImplementedError
 
     def max_r(self, num_tokens: int, has_cls: bool) -> int:

@@ -1,15 +1,19 @@
 """TokenReduction: a reducer + a schedule + a restoration mode, called by the Vim forward."""
 import math
-from typing import List, Optional, Union
+from dataclasses import replace
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from ._matching import check_choice, drop_cls
 from .base import build_reducer
 from .flops import FlopsReport, VimDims, vim_flops
 from .restore import check_restore_mode, restore_tokens
 from .schedule import Schedule
 from .state import TokenState, apply_plan
+
+CLS_POSITIONS = ('sorted', 'middle')
 
 
 class TokenReduction:
@@ -19,20 +23,35 @@ class TokenReduction:
         method: reducer name or config dict (``dict(type='mtr', keep_ratio=0.5)``).
         schedule: ``dict(layers=[...], r=... | keep_ratio=... | flops_reduction=...)``.
         restore: how dense backbones get full maps back ('unmerge', 'stale', 'zero', 'similarity').
-        reactivate_at: run layers from this one on the full sequence again (dense models).
+        reactivate_at: run layers from this one on the full sequence again (dense models); every
+            reducing layer must come before it.
+        cls_position: where the class token goes after each reduction of an order-preserving
+            method: 'sorted' (where its original position sorts among the survivors) or 'middle'
+            (the middle of the shortened sequence, as ToP-ViM and R-MeeTo do; for models whose
+            class token starts at the middle, like Vim's).
     """
 
     def __init__(self, method='mtr', schedule: Optional[dict] = None, restore: str = 'unmerge',
-                 reactivate_at: Optional[int] = None):
+                 reactivate_at: Optional[int] = None, cls_position: str = 'sorted'):
         self.reducer = build_reducer(method)
         self.schedule = Schedule(**(schedule or dict(layers=[], r=0)))
         self.restore = check_restore_mode(restore)
+        check_choice('reduction', 'cls_position', cls_position, CLS_POSITIONS)
+        if cls_position == 'middle' and not self.reducer.preserves_order:
+            raise ValueError(f"cls_position='middle' applies to order-preserving methods; {self.reducer!r} "
+                             "reorders the tokens: use cls_position='sorted'")
+        late = [i for i in self.schedule.layers if reactivate_at is not None and i >= reactivate_at]
+        if late:
+            raise ValueError(f'reactivate_at={reactivate_at} restores the full sequence before layer {reactivate_at}, '
+                             f'but the schedule still reduces after layers {late}: reduce only before it '
+                             f'(layers < {reactivate_at}) or raise reactivate_at')
         self.reactivate_at = reactivate_at
+        self.cls_position = cls_position
         self._removed = {}  # (dims, grid, has_cls) -> tokens removed after each layer
 
     def __repr__(self):
         return (f'TokenReduction(method={self.reducer!r}, schedule={self.schedule!r}, '
-                f'restore={self.restore!r}, reactivate_at={self.reactivate_at})')
+                f'restore={self.restore!r}, reactivate_at={self.reactivate_at}, cls_position={self.cls_position!r})')
 
     def check(self, dims: VimDims, grid_size: tuple, cls_position: Optional[int]):
         """Validate for one input size at build time: the schedule resolves and every step can be
@@ -50,7 +69,7 @@ class TokenReduction:
         for r in removed:
             if r:
                 score = torch.rand(1, state.num_tokens, generator=generator)
-                state = apply_plan(state, self.reducer.plan(state, r, score))
+                state = self.reduce(state, r, score)
         return removed
 
     def removed(self, dims: VimDims, grid_size: tuple, has_cls: bool) -> List[int]:
@@ -61,21 +80,29 @@ class TokenReduction:
                                                        self.reducer, self.reactivate_at)
         return self._removed[key]
 
-    def flops(self, dims: VimDims, grid_size: tuple, has_cls: bool, directions: int = 1) -> FlopsReport:
+    def flops(self, dims: VimDims, grid_size: tuple, has_cls: bool, directions: int = 1,
+              restored_after: Sequence[int] = ()) -> FlopsReport:
+        """``restored_after``: layers whose output a dense head reads back at full resolution."""
         num_patches = math.prod(grid_size)
         return vim_flops(dims, num_patches, num_patches + int(has_cls), self.removed(dims, grid_size, has_cls),
-                         self.reducer, directions, self.reactivate_at)
+                         self.reducer, directions, self.reactivate_at, self.restore, restored_after)
 
     def record_flags(self) -> dict:
         """What the token state must record for this restoration mode."""
         return dict(record_stale=self.restore == 'stale', record_similarity=self.restore == 'similarity')
 
-    def delta_activation(self, r: int) -> Optional[str]:
-        """What the mixer must report for a layer removing r tokens (None: nothing)."""
-        return getattr(self.reducer, 'delta_activation', 'softplus') if r and self.reducer.needs_delta else None
+    def score_request(self, r: int) -> Optional[str]:
+        """The per-token score the mixer must compute at a layer removing r tokens (None: none)."""
+        return self.reducer.score_request if r else None
 
-    def reduce(self, state: TokenState, r: int, delta_score: Optional[Tensor]) -> TokenState:
-        return apply_plan(state, self.reducer.plan(state, r, delta_score)) if r else state
+    def reduce(self, state: TokenState, r: int, score: Optional[Tensor]) -> TokenState:
+        if not r:
+            return state
+        plan = self.reducer.plan(state, r, score)
+        if self.cls_position == 'middle' and state.cls_index is not None:
+            check_cls_at_middle(state)
+            plan = replace(plan, keep=cls_to_middle(plan.keep, state.cls_mask()))
+        return apply_plan(state, plan)
 
     def reactivate(self, state: TokenState) -> TokenState:
         """The full sequence again: every position restored, then treated as never reduced."""
@@ -87,6 +114,25 @@ class TokenReduction:
         fresh.residual = residual
         return fresh
 
+
+def check_cls_at_middle(state: TokenState) -> None:
+    """cls_position='middle' keeps the class token where the model put it: only for models that put
+    it at the middle (checked on the unreduced sequence, so any schedule sees the same answer)."""
+    if state.num_tokens != state.num_original:
+        return
+    middle = (state.num_tokens - 1) // 2
+    if bool((state.cls_index != middle).any()):
+        raise ValueError(f"cls_position='middle' moves the class token to the middle of the shortened sequence, "
+                         f'but this model puts it at index {int(state.cls_index[0])} of {state.num_tokens} '
+                         f"(not the middle, {middle}): use cls_position='sorted'")
+
+
+def cls_to_middle(keep: Tensor, cls_mask: Tensor) -> Tensor:
+    """Survivors (B, L') with the class token moved to index (L' - 1) // 2, the others in order."""
+    others = drop_cls(keep, cls_mask)
+    middle = others.shape[1] // 2
+    cls_index = torch.argmax(cls_mask.to(torch.uint8), dim=1, keepdim=True)
+    return torch.cat([others[:, :middle], cls_index, others[:, middle:]], dim=1)
 
 
 def build_reduction(cfg: Union[None, dict, TokenReduction]) -> Optional[TokenReduction]:

@@ -14,8 +14,8 @@ from .state import ReductionPlan, TokenState
 @REDUCERS.register_module(name='evit')
 class EViTReducer(BaseReducer):
     """Importance = cosine similarity of each token's hidden (mixer output) to the class token's
-    hidden, the attention-free stand-in for EViT's cls attention. Models without a class token
-    (dense prediction) use the plain mean of the current hidden tokens as the reference instead.
+    hidden, the attention-free stand-in for EViT's cls attention. EViT is defined by the class
+    token's attention, so models without a class token (the dense backbones) are refused.
 
     With ``fuse=True`` (default) the ``r + 1`` least important non-cls tokens are dropped and fused
     into ONE token: the score-weighted mean of the dropped tokens, weights
@@ -26,7 +26,7 @@ class EViTReducer(BaseReducer):
     (carrier's own included) are given explicitly. Net: exactly r tokens fewer.
 
     With ``fuse=False`` the r least important tokens are simply pruned (each represented, for dense
-    restoration, by its nearest non-cls survivor in sequence order).
+    restoration, by its nearest non-cls survivor on the patch grid).
 
     Survivors keep their original order in both cases.
 
@@ -37,7 +37,6 @@ class EViTReducer(BaseReducer):
     Limit: ``r <= N - 2`` with fuse (r + 1 tokens dropped, one non-cls token kept besides the
     fused one), ``r <= N - 1`` without; N = non-cls tokens.
     """
-    needs_delta = False
     preserves_order = True
 
     def __init__(self, fuse: bool = True):
@@ -50,17 +49,17 @@ class EViTReducer(BaseReducer):
 
     @staticmethod
     def scores(state: TokenState) -> Tensor:
-        """(B, L) cosine similarity of every token to the class token (or to the mean token)."""
+        """(B, L) cosine similarity of every token to the class token."""
         hidden = state.hidden.float()
-        if state.cls_index is not None:
-            reference = state.read_cls(hidden)
-        else:
-            reference = hidden.mean(dim=1)
+        reference = state.read_cls(hidden)
         return F.cosine_similarity(hidden, reference[:, None, :].expand_as(hidden), dim=-1)
 
-    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+    def plan(self, state: TokenState, r: int, score: Optional[Tensor] = None) -> ReductionPlan:
         length = state.num_tokens
         has_cls = state.cls_index is not None
+        if not has_cls:
+            raise ValueError('evit: EViT needs a class token (it keeps the tokens the class token attends to); '
+                             'this model has none (dense backbones): choose another method, e.g. mtr, pumer or hsa')
         why = ('r + 1 tokens are fused into one and one other non-cls token must survive'
                if self.fuse else 'one non-cls token must survive')
         r = check_r('evit', r, self.max_r(length, has_cls), length, has_cls, why)
@@ -72,7 +71,7 @@ class EViTReducer(BaseReducer):
         if not self.fuse:
             source = order[:, :r]
             keep = sort_by_position(state.positions, survivors(length, source))
-            target = nearest_survivor(state.positions, keep, source, cls_mask if has_cls else None)
+            target = nearest_survivor(state, keep, source)
             return ReductionPlan(keep=keep, source=source, target=target, merge=False)
 
         source = order[:, :r]
@@ -83,9 +82,8 @@ class EViTReducer(BaseReducer):
                              merge=True, weights=weights)
 
     def overhead_flops(self, num_tokens: int, r: int, embed_dims: int) -> float:
-        """MACs: ``2·L·C`` (normalising every token and its dot product with the reference); the
-        mean reference of models without a class token (``L·C``) and the fusion weights are not
-        counted; sorting counts 0."""
+        """MACs: ``2·L·C`` (normalising every token and its dot product with the class token); the
+        fusion weights are not counted; sorting counts 0."""
         if r <= 0:
             return 0.0
         return float(2 * num_tokens * embed_dims)

@@ -6,7 +6,9 @@ counts no scan at all, only the projections in_proj + out_proj + patch embed + h
 VideoMamba's model zoo publishes (Ti/S/M/B at 224: 1.1 / 4.3 / 12.7 / 16.9 G; fvcore cannot see
 the fused scan). Per layer with L tokens: in_proj L·C·2E, out_proj L·E·C; per direction: conv
 L·E·K, x_proj L·E·(R+2N), dt_proj L·R·E, scan 9·L·E·N + L·E (D skip) + L·E (z gate). Plus patch
-embed (per token in_channels·tubelet·patch²·C) and head.
+embed (per token in_channels·tubelet·patch²·C) and head. Plus the reducer's own overhead and,
+for ``similarity`` restoration, its weights (recorded at every reduction) and the weighted sums
+each full-resolution read-out computes.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -63,23 +65,39 @@ def tokens_per_layer(num_tokens: int, depth: int, removed: Sequence[int]) -> Lis
     return counts
 
 
+def similarity_record_flops(removed: int, survivors: int, dims: VimDims) -> float:
+    """Softmax-of-cosine weights of one removal (restore.similarity_weights): normalising the
+    removed and surviving tokens, then their dot products; the softmax counts 0."""
+    return float((removed + survivors) * dims.embed_dims + removed * survivors * dims.embed_dims)
+
+
+def similarity_restore_flops(tokens: Sequence[int], removed: Sequence[int], before: int, dims: VimDims) -> float:
+    """One full-resolution read-out with ``similarity`` restoration before layer ``before``: a
+    weighted sum over the survivors for every token removed by then."""
+    return float(sum(removed[k] * (tokens[k] - removed[k]) * dims.embed_dims for k in range(before) if removed[k]))
+
+
 @dataclass
 class FlopsReport:
     tokens: List[int]                  # tokens each layer runs on
     layers: List[float]                # per-layer FLOPs (the chosen convention)
-    overhead: List[float]              # reduction overhead after each layer
+    overhead: List[float]              # reduction overhead after each layer (restoration records included)
     stem_head: float
     directions: int
+    restoration: float = 0.            # full-resolution read-outs (similarity restoration)
 
     @property
     def total(self) -> float:
-        return sum(self.layers) + sum(self.overhead) + self.stem_head
+        return sum(self.layers) + sum(self.overhead) + self.stem_head + self.restoration
 
 
 def vim_flops(dims: VimDims, num_patches: int, num_tokens: int, removed: Optional[Sequence[int]] = None,
-              reducer=None, directions: int = 1, reactivate_at: Optional[int] = None) -> FlopsReport:
+              reducer=None, directions: int = 1, reactivate_at: Optional[int] = None, restore: str = 'unmerge',
+              restored_after: Sequence[int] = ()) -> FlopsReport:
     """FLOPs of a Vim forward in which ``removed[i]`` tokens leave after layer i (overhead from
-    ``reducer.overhead_flops``). ``reactivate_at`` brings the full sequence back before that layer."""
+    ``reducer.overhead_flops``). ``reactivate_at`` brings the full sequence back before that layer
+    (no reduction may follow it); ``restored_after`` lists the layers whose output a dense head
+    reads at full resolution (before that layer's own reduction), with restoration ``restore``."""
     removed = list(removed) if removed is not None else [0] * dims.depth
     tokens = tokens_per_layer(num_tokens, dims.depth, removed)
     if reactivate_at is not None:
@@ -88,5 +106,14 @@ def vim_flops(dims: VimDims, num_patches: int, num_tokens: int, removed: Optiona
         reducer.overhead_flops(tokens[i], removed[i], dims.embed_dims) if reducer is not None and removed[i] else 0.
         for i in range(dims.depth)
     ]
+    restoration = 0.
+    if restore == 'similarity':
+        overhead = [o + similarity_record_flops(removed[i], tokens[i] - removed[i], dims) if removed[i] else o
+                    for i, o in enumerate(overhead)]
+        # Reactivation rebuilds hidden and residual; read-outs after it see the full sequence again.
+        reads = [i for i in restored_after if reactivate_at is None or i < reactivate_at]
+        reads += [reactivate_at] * 2 if reactivate_at is not None else []
+        restoration = sum(similarity_restore_flops(tokens, removed, i, dims) for i in reads)
     return FlopsReport(tokens=tokens, layers=[layer_flops(n, dims, directions) for n in tokens],
-                       overhead=overhead, stem_head=stem_head_flops(num_patches, dims), directions=directions)
+                       overhead=overhead, stem_head=stem_head_flops(num_patches, dims), directions=directions,
+                       restoration=restoration)

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._matching import (ascending_non_cls, block_features, check_choice, check_delta, check_r,
+from ._matching import (ascending_non_cls, block_features, check_choice, check_r, check_score,
                         cosine_similarity, identity_plan, num_non_cls, sort_by_position)
 from .base import REDUCERS, BaseReducer
 from .state import ReductionPlan, TokenState, gather_tokens
@@ -18,7 +18,7 @@ class MTRReducer(BaseReducer):
 
     Score: the per-token SSM timescale of the reducing layer, ``s_t = mean over inner channels of
     (Δ_fwd[t] + Δ_bwd[t])`` (backward branch flipped back), handed in by the mixer as
-    ``delta_score``. The non-cls tokens are sorted by score (stable: ties keep index order):
+    ``score`` (its ``score_request``). The non-cls tokens are sorted by score (stable: ties keep index order):
 
     - Source = the ``r`` lowest-scored tokens (removed at this layer);
     - of the ``S = N - r`` survivors (N non-cls tokens), Keep = the ``floor(keep_ratio * S)``
@@ -42,7 +42,6 @@ class MTRReducer(BaseReducer):
 
     Limit: ``r <= N - 1`` (at least one Target must remain), N = non-cls tokens.
     """
-    needs_delta = True
     preserves_order = True
 
     def __init__(self, keep_ratio: float = 0.5, similarity: str = 'hidden',
@@ -59,6 +58,10 @@ class MTRReducer(BaseReducer):
         self.merge_weights = merge_weights
         self.delta_activation = delta_activation
 
+    @property
+    def score_request(self) -> str:
+        return 'delta_softplus' if self.delta_activation == 'softplus' else 'delta'
+
     def max_r(self, num_tokens: int, has_cls: bool) -> int:
         """Largest r at one layer: every non-cls token but one Target may leave."""
         return max(num_non_cls(num_tokens, has_cls) - 1, 0)
@@ -69,14 +72,14 @@ class MTRReducer(BaseReducer):
         keep = min(int(math.floor(self.keep_ratio * survivors)), max(survivors - 1, 0))
         return r, survivors - keep, keep
 
-    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+    def plan(self, state: TokenState, r: int, score: Optional[Tensor] = None) -> ReductionPlan:
         length = state.num_tokens
         has_cls = state.cls_index is not None
         r = check_r('mtr', r, self.max_r(length, has_cls), length, has_cls,
                     'at least one Target token must remain to merge into')
         if r == 0:
             return identity_plan(state)
-        scores = check_delta('mtr', delta_score, state).float()
+        scores = check_score('mtr', score, state, self.score_request)
         _, num_target, _ = self.group_sizes(length, r, has_cls)
 
         order = ascending_non_cls(scores, state.cls_mask())     # Source | Target | Keep | cls

@@ -23,7 +23,7 @@ class PuMerReducer(ToMeReducer):
     preserves_order = True
     _name = 'pumer'
 
-    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+    def plan(self, state: TokenState, r: int, score: Optional[Tensor] = None) -> ReductionPlan:
         r = self._check(state, r)
         if r == 0:
             return identity_plan(state)

@@ -26,15 +26,14 @@ class RandomReducer(BaseReducer):
     drop the same token indices (unless their class tokens sit at different indices); a per-image
     stream that is also batch-invariant is impossible without a per-image identity.
 
-    For dense restoration each dropped token is represented by the non-cls survivor nearest to it in
-    original sequence position (ties: the earlier one).
+    For dense restoration each dropped token is represented by the non-cls survivor nearest to it on the
+    patch grid (ties: the earlier one).
 
     Args:
         seed (int): base seed. Default 0.
 
     Limit: ``r <= N - 1`` (N = non-cls tokens; one non-cls token must survive).
     """
-    needs_delta = False
     preserves_order = True
 
     def __init__(self, seed: int = 0):
@@ -51,7 +50,7 @@ class RandomReducer(BaseReducer):
         generator.manual_seed(self.seed + _SEED_STRIDE * num_tokens)
         return torch.rand(num_tokens, generator=generator)
 
-    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+    def plan(self, state: TokenState, r: int, score: Optional[Tensor] = None) -> ReductionPlan:
         length = state.num_tokens
         has_cls = state.cls_index is not None
         r = check_r('random', r, self.max_r(length, has_cls), length, has_cls,
@@ -62,7 +61,7 @@ class RandomReducer(BaseReducer):
         keys = self.keys(length).to(state.positions.device).expand(cls_mask.shape)
         source = ascending_non_cls(keys, cls_mask)[:, :r]
         keep = sort_by_position(state.positions, survivors(length, source))
-        target = nearest_survivor(state.positions, keep, source, cls_mask if has_cls else None)
+        target = nearest_survivor(state, keep, source)
         return ReductionPlan(keep=keep, source=source, target=target, merge=False)
 
     def overhead_flops(self, num_tokens: int, r: int, embed_dims: int) -> float:

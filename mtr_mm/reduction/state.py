@@ -23,12 +23,15 @@ class ReductionPlan:
             it; for pruning methods it only stands for it when a dense map is restored).
     merge:  average each source into its target (weights below) instead of dropping it.
     weights: (B, L) per-token merge weights; None means token sizes (ToMe's size-weighted mean).
+    hidden_pruned: (B, r) bool or None: sources pruned from the hidden stream instead of merged
+            there (their residual still merges; ToR-SSM's hybrid reduction).
     """
     keep: Tensor
     source: Tensor
     target: Tensor
     merge: bool = True
     weights: Optional[Tensor] = None
+    hidden_pruned: Optional[Tensor] = None
 
 
 @dataclass
@@ -116,6 +119,14 @@ def weighted_merge(x: Tensor, weights: Tensor, source: Tensor, target: Tensor) -
     return torch.where((denominator > 0)[..., None], merged, work).to(x.dtype)
 
 
+def without_pruned(weights: Tensor, source: Tensor, pruned: Optional[Tensor]) -> Tensor:
+    """Merge weights (B, L) with the ``pruned`` sources (B, r) weighing 0: they leave without
+    changing their target."""
+    if pruned is None:
+        return weights
+    return weights.scatter(1, source, weights.gather(1, source).masked_fill(pruned, 0))
+
+
 def _record_stale(buffer: Optional[Tensor], values: Tensor, positions: Tensor, length: int) -> Tensor:
     if buffer is None:
         buffer = values.new_zeros(values.shape[0], length, values.shape[-1])
@@ -140,7 +151,7 @@ def apply_plan(state: TokenState, plan: ReductionPlan) -> TokenState:
     hidden, residual, sizes = state.hidden, state.residual, state.sizes
     if plan.merge and source.shape[1] > 0:
         weights = sizes if plan.weights is None else plan.weights.float()
-        hidden = weighted_merge(hidden, weights, source, target)
+        hidden = weighted_merge(hidden, without_pruned(weights, source, plan.hidden_pruned), source, target)
         if residual is not None:
             residual = weighted_merge(residual, weights, source, target)
         sizes = sizes.scatter_add(1, target, sizes.gather(1, source))

@@ -51,7 +51,6 @@ class ToMeReducer(BaseReducer):
     and r = 0 when B holds no non-cls token (L < 4 with a class token, L < 2 without). The limit
     is the worst case over class-token positions, so it does not depend on the batch.
     """
-    needs_delta = False
     preserves_order = False
     _name = 'tome'
 
@@ -68,7 +67,7 @@ class ToMeReducer(BaseReducer):
                 length, has_cls, 'only tokens of set A (even indices, class token excluded) can be '
                 'merged into set B, which needs a non-cls token')
 
-    def plan(self, state: TokenState, r: int, delta_score: Optional[Tensor] = None) -> ReductionPlan:
+    def plan(self, state: TokenState, r: int, score: Optional[Tensor] = None) -> ReductionPlan:
         r = self._check(state, r)
         if r == 0:
             return identity_plan(state)

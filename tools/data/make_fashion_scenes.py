@@ -1,7 +1,11 @@
 """Write the Fashion-MNIST-on-photographs data (mtr_mm.data.fashion_scenes) to disk.
 
-    # samples for inspection and tests (defaults: 1000 + 1000 classification images, 200 + 200 scenes)
+    # samples for inspection and tests (defaults: 1000 train + 500 val + 1000 test classification images,
+    # 100 val + 200 test scenes of each kind)
     python tools/data/make_fashion_scenes.py --out work_dirs/fashion_scenes
+    # a validation + test pair as mmpretrain CustomDataset folders (what compare_reductions --select-on val reads)
+    python tools/data/make_fashion_scenes.py --out DIR --cls-train 0 --cls-val 300 --cls-test 300 --seg 0 --det 0 \
+        --seg-val 0 --det-val 0 --cls-folder
     # the full held-out classification test set the GPU scripts evaluate on (1.5 GB)
     python tools/data/make_fashion_scenes.py --out DIR --cls-train 0 --cls-test 10000 --seg 0 --det 0
     # the sources a machine without the Debian package needs (about 35 MB, git-ignored)
@@ -9,13 +13,20 @@
 
 Output (DIR/):
     meta.json                               seed, sizes, classes, photos, constants
-    cls/{train,test}_images.npy             (N, 224, 224, 3) uint8 RGB, one garment per image
-    cls/{train,test}_labels.npy             (N,) int64 class index
+    cls/{train,val,test}_images.npy         (N, 224, 224, 3) uint8 RGB, one garment per image
+    cls/{train,val,test}_labels.npy         (N,) int64 class index
+    cls/images/{val,test}_NNNNN.jpg         with --cls-folder: the same as JPEG, and cls/meta/{val,test}.txt
+                                            ("name label" lines; mmpretrain CustomDataset layout)
     seg/images/validation/scene_NNNNNN.jpg  ADE20K layout, 512x512, Fashion-MNIST test garments
     seg/annotations/validation/*.png        0 = background, class + 1 on the item's own pixels
     seg/{images,annotations}/training/      the same from the train garments (--seg-train)
+    seg/{images,annotations}/val/           the validation scenes (--seg-val; 'validation' is the test split)
     det/val2017/scene_NNNNNN.jpg            COCO layout, 640x480
     det/annotations/instances_val2017.json  boxes + RLE masks, category ids 1..10
+    det/valsplit2017/, det/annotations/instances_valsplit2017.json   the validation scenes (--det-val)
+
+Every test part has a validation part (mtr_mm.data.fashion_scenes.VAL_PARTS) that shares no image
+with it: choose settings on val, report on test.
     {cls,seg}/classes.txt                   the 10 class names, one a line
 
 Classification image i of a part is the one the GPU scripts render for index i (same seed), so
@@ -44,10 +55,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', help='output folder')
     parser.add_argument('--cls-train', type=int, default=1000, help='classification train images (train garments)')
+    parser.add_argument('--cls-val', type=int, default=500, help='classification validation images (for choosing)')
     parser.add_argument('--cls-test', type=int, default=1000, help='classification test images (test garments)')
-    parser.add_argument('--seg', type=int, default=200, help='segmentation validation scenes (ADE20K layout)')
+    parser.add_argument('--cls-folder', action='store_true', help='also write val/test as JPEG + meta/*.txt')
+    parser.add_argument('--seg', type=int, default=200, help="segmentation test scenes (ADE20K layout, 'validation')")
+    parser.add_argument('--seg-val', type=int, default=100, help="segmentation validation scenes (folder 'val')")
     parser.add_argument('--seg-train', type=int, default=0, help='segmentation training scenes (train garments)')
-    parser.add_argument('--det', type=int, default=200, help='detection scenes (COCO layout)')
+    parser.add_argument('--det', type=int, default=200, help='detection test scenes (COCO layout, val2017)')
+    parser.add_argument('--det-val', type=int, default=100, help='detection validation scenes (valsplit2017)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batch', type=int, default=64, help='images rendered at once')
     parser.add_argument('--device', default='cpu')
@@ -68,6 +83,22 @@ def batches(count: int, size: int):
 def write_classes(folder: str):
     with open(osp.join(folder, 'classes.txt'), 'w') as f:
         f.write('\n'.join(fs.FASHION_CLASSES) + '\n')
+
+
+def write_cls_folder(out_dir: str, split: str):
+    """{split}_images.npy as JPEG files images/{split}_NNNNN.jpg plus meta/{split}.txt."""
+    from PIL import Image
+    images = np.load(osp.join(out_dir, f'{split}_images.npy'), mmap_mode='r')
+    labels = np.load(osp.join(out_dir, f'{split}_labels.npy'))
+    os.makedirs(osp.join(out_dir, 'images'), exist_ok=True)
+    os.makedirs(osp.join(out_dir, 'meta'), exist_ok=True)
+    lines = []
+    for index, (image, label) in enumerate(zip(images, labels.tolist())):
+        name = f'{split}_{index:05d}.jpg'
+        Image.fromarray(np.asarray(image)).save(osp.join(out_dir, 'images', name), quality=JPEG_QUALITY)
+        lines.append(f'{name} {label}')
+    with open(osp.join(out_dir, 'meta', f'{split}.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
 
 
 def write_cls(sources, seed: int, part: str, count: int, batch: int, out_dir: str):
@@ -94,7 +125,9 @@ def save_jpeg(path: str, image: torch.Tensor):
 
 
 # Scene part -> ADE20K split folder ('seg' keeps its name: the validation scenes predate training ones).
-SEG_SPLITS = {'seg': 'validation', 'seg_train': 'training'}
+SEG_SPLITS = {'seg': 'validation', 'seg_train': 'training', 'seg_val': 'val'}
+# Scene part -> COCO image folder (and annotation file name).
+DET_SPLITS = {'det': 'val2017', 'det_val': 'valsplit2017'}
 
 
 def write_seg(sources, seed: int, part: str, count: int, batch: int, out_dir: str):
@@ -128,10 +161,11 @@ def coco_instances(instances: np.ndarray, classes: np.ndarray, image_id: int, fi
     return annotations
 
 
-def write_det(sources, seed: int, count: int, batch: int, out_dir: str):
-    """COCO layout: val2017/*.jpg and annotations/instances_val2017.json."""
+def write_det(sources, seed: int, part: str, count: int, batch: int, out_dir: str):
+    """COCO layout: {split}/*.jpg and annotations/instances_{split}.json (split: DET_SPLITS[part])."""
     height, width = fs.DET_SIZE
-    image_dir = osp.join(out_dir, 'val2017')
+    split = DET_SPLITS[part]
+    image_dir = osp.join(out_dir, split)
     os.makedirs(image_dir, exist_ok=True)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     coco = dict(info=dict(description='Fashion-MNIST garments on skimage photographs', version='1.0'),
@@ -139,14 +173,14 @@ def write_det(sources, seed: int, count: int, batch: int, out_dir: str):
                 categories=[dict(id=i + 1, name=name, supercategory='garment')
                             for i, name in enumerate(fs.FASHION_CLASSES)])
     for index in batches(count, batch):
-        images, instances, classes = fs.scene_batch(sources, seed, 'det', index, height, width)
+        images, instances, classes = fs.scene_batch(sources, seed, part, index, height, width)
         for i, image, scene, scene_classes in zip(index.tolist(), images, instances.cpu().numpy(),
                                                   classes.cpu().numpy()):
             file_name = scene_name(i) + '.jpg'
             save_jpeg(osp.join(image_dir, file_name), image)
             coco['images'].append(dict(id=i + 1, file_name=file_name, height=height, width=width))
             coco['annotations'] += coco_instances(scene, scene_classes, i + 1, len(coco['annotations']) + 1)
-    with open(osp.join(out_dir, 'annotations', 'instances_val2017.json'), 'w') as f:
+    with open(osp.join(out_dir, 'annotations', f'instances_{split}.json'), 'w') as f:
         json.dump(coco, f)
 
 
@@ -156,8 +190,9 @@ def main(argv=None):
         for path in fs.pack_sources(args.pack, args.fashion_dir or fs.SYSTEM_FASHION_DIR):
             print(f'{path}: {osp.getsize(path) / 2**20:.1f} MiB')
         return
-    parts = [('cls_train', args.cls_train, 'train'), ('cls_test', args.cls_test, 'test'), ('seg', args.seg, 'test'),
-             ('seg_train', args.seg_train, 'train'), ('det', args.det, 'test')]
+    parts = [('cls_train', args.cls_train, 'train'), ('cls_val', args.cls_val, 'test'), ('cls_test', args.cls_test, 'test'),
+             ('seg', args.seg, 'test'), ('seg_val', args.seg_val, 'test'), ('seg_train', args.seg_train, 'train'),
+             ('det', args.det, 'test'), ('det_val', args.det_val, 'test')]
     sources = {split: fs.load_sources(args.fashion_dir, split, args.device) for split in ('train', 'test')
                if any(count and s == split for _, count, s in parts)}
     seconds = {}
@@ -170,11 +205,13 @@ def main(argv=None):
         if part.startswith('cls'):
             write_cls(sources[split], args.seed, part, count, args.batch, folder)
             write_classes(folder)
+            if args.cls_folder and part != 'cls_train':
+                write_cls_folder(folder, part.split('_')[1])
         elif part in SEG_SPLITS:
             write_seg(sources[split], args.seed, part, count, args.batch, folder)
             write_classes(folder)
         else:
-            write_det(sources[split], args.seed, count, args.batch, folder)
+            write_det(sources[split], args.seed, part, count, args.batch, folder)
         seconds[part] = time.perf_counter() - begin
         print(f'{part}: {count} images in {seconds[part]:.1f} s ({seconds[part] / count * 1e3:.1f} ms each) '
               f'-> {folder}', flush=True)

@@ -1,0 +1,36 @@
+"""Per-token scores the mixer computes for a reducer, at reducing layers only.
+
+A reducer names the score it needs in ``score_request``; the mixer computes it per scan direction
+from tensors the scan produces anyway, in channel-major (E, B, L) layout, and sums the directions
+with the backward one flipped back to image order. Scores are fp32 (also under bf16 autocast).
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# 'delta_softplus': Δ as the scan uses it, softplus(dt_proj(x) + bias) (MTR's default);
+# 'delta': the same before the softplus;
+# 'y_clip': the SSM output y before the z gate, clipped at 0 (ToR-SSM's and ToP-ViM's importance).
+SCORE_REQUESTS = ('delta_softplus', 'delta', 'y_clip')
+
+
+def check_score_request(owner: str, request) -> None:
+    if request is not None and request not in SCORE_REQUESTS:
+        raise ValueError(f'{owner}: score_request must be None or one of {list(SCORE_REQUESTS)}, got {request!r}')
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def mean_delta_score(delta: Tensor, softplus: bool) -> Tensor:
+    """(E, B, L) Δ of one direction, bias included, before the softplus -> (B, L): its mean over the
+    inner channels, after the softplus when ``softplus``."""
+    delta = _at_least_fp32(delta)
+    return (F.softplus(delta) if softplus else delta).mean(0)
+
+
+def clipped_y_score(y: Tensor) -> Tensor:
+    """(E, B, L) ungated SSM output of one direction -> (B, L): mean over the inner channels of
+    clamp(y, min=0)."""
+    return _at_least_fp32(y).clamp(min=0).mean(0)
