@@ -9,6 +9,8 @@ line. Files are read with ``weights_only=True`` and an allow-list (mtr_mm.compat
 unpickling unless the caller says the file is trusted. The key names do not tell Vim from
 VideoMamba: the config does (its arch), and a strict load checks every name and shape.
 """
+import os
+import os.path as osp
 from collections import OrderedDict
 from typing import Dict, Optional
 
@@ -26,20 +28,24 @@ class CheckpointError(ValueError):
     pass
 
 
-def load_file(path: str, trusted: bool = False) -> dict:
-    """torch.load on CPU, safe by default. ``trusted=True`` unpickles anything (your own files)."""
+def load_file(path: str, trusted: bool = False, map_location='cpu') -> dict:
+    """torch.load, safe by default. ``trusted=True`` unpickles anything (your own files)."""
+    if osp.isfile(path) and osp.getsize(path) == 0:
+        raise CheckpointError(f'checkpoint {path!r} is an empty file (0 bytes): an interrupted download or copy? '
+                              'Fetch it again.')
     # Re-assert the allow-list: torch's `safe_globals` context manager, used by other code, removes
     # the types it names from the process-wide list when it exits, ours included.
     torch.serialization.add_safe_globals(safe_checkpoint_globals())
     try:
-        return torch.load(path, map_location='cpu', weights_only=not trusted)
+        return torch.load(path, map_location=map_location, weights_only=not trusted)
     except FileNotFoundError:
         raise CheckpointError(f'checkpoint {path!r} does not exist') from None
     except Exception as error:  # torch raises UnpicklingError or RuntimeError
         if trusted:
             raise CheckpointError(f'{path!r} is not a readable torch checkpoint: {error}') from error
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
         raise CheckpointError(
-            f'{path!r} could not be loaded safely (weights_only=True): {str(error).splitlines()[0]}. '
+            f'{path!r} could not be loaded safely (weights_only=True): {first_line}. '
             'If the file is not a checkpoint, pass the right file; if it is one you trust, convert it with '
             '`python tools/convert_vim_ckpt.py IN OUT --trusted`.') from error
 
@@ -121,8 +127,18 @@ def check_compatible(module: nn.Module, state_dict: Dict[str, Tensor], what: str
         raise CheckpointError('\n'.join(lines))
 
 
+def check_finite(state_dict: Dict[str, Tensor], what: str):
+    """Raise a CheckpointError naming the weights that hold NaN or inf (they evaluate to nonsense)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f'checkpoint for {what} holds NaN or inf in {len(bad)} tensors ('
+                              + ', '.join(bad[:6]) + (' ...' if len(bad) > 6 else '')
+                              + '): a diverged training run or a damaged file. Use an earlier checkpoint.')
+
+
 def load_into(module: nn.Module, state_dict: Dict[str, Tensor], what: str):
     check_compatible(module, state_dict, what)
+    check_finite(state_dict, what)
     module.load_state_dict(state_dict, strict=True)
 
 
@@ -148,3 +164,14 @@ def load_model_checkpoint(model: nn.Module, path: str, trusted: bool = False) ->
     # Buffers that are not part of checkpoints (non-persistent) never appear in state_dict().
     load_into(model, state_dict, f'{type(model).__name__} ({path})')
     return model
+
+
+def load_from_local_safely(filename: str, map_location=None) -> dict:
+    """mmengine's loader for local files (every ``init_cfg`` Pretrained, ``load_from``, ``resume``),
+    replaced in mtr_mm.compat: the same safe load as ours, so TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (which
+    turns torch.load's default unsafe) cannot make a config's checkpoint run pickled code."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return load_file(filename, map_location=map_location or 'cpu')
+

@@ -11,6 +11,9 @@
    mmengine's HistoryBuffer also pickles its statistics functions through `getattr`, which can never
    be allow-listed safely (getattr reaches anything); it is pickled from its data alone instead
    (its __setstate__ restores the default statistics).
+3. mmengine's loader of local checkpoints (every init_cfg Pretrained, load_from, resume) calls
+   torch.load without weights_only, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns unsafe; it is
+   replaced by our safe loader (mtr_mm.checkpoint.load_from_local_safely).
 """
 import argparse
 import collections
@@ -66,7 +69,15 @@ def _pickle_history_buffer_without_functions():
     copyreg.pickle(HistoryBuffer, lambda buffer: (HistoryBuffer, (), {k: buffer.__dict__[k] for k in data_keys}))
 
 
+def _load_local_checkpoints_safely():
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .checkpoint import load_from_local_safely
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safely, force=True)
+
+
 def apply():
     _define_torchvision_schemas()
     _pickle_history_buffer_without_functions()
+    _load_local_checkpoints_safely()
     torch.serialization.add_safe_globals(safe_checkpoint_globals())

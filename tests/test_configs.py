@@ -8,7 +8,7 @@ import torch
 
 from mtr_mm.apis import load_config, task_library
 from mtr_mm.engine.hooks import find_vim
-from shared_paths import REPO
+from shared_paths import REPO, SHARED_DATA
 
 CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').rglob('*.py') if '_base_' not in p.parts)
 
@@ -35,3 +35,33 @@ def test_config_builds_its_model(config):
     achieved = 1 - vim.flops(vim.pos_grid).total / vim.flops(vim.pos_grid, reduced=False).total
     assert abs(achieved - target) < 0.01, (config, achieved)
     assert reduction['schedule']['layers'] == [6, 9, 12, 15, 18]
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_predictions_do_not_depend_on_batch_composition(config):
+    """Two photos of different sizes through the config's test pipeline and into its InputCheckHook:
+    a config that batches images must bring them to sizes the data preprocessor pads alike alone and
+    together (classification: one fixed size; detection: each padded to 1024 alone); the hook
+    guards every config and refuses any batch that padding would change."""
+    from types import SimpleNamespace
+
+    from mtr_mm.engine.hooks import InputCheckHook
+    from tools.visualize_tokens import test_pipeline
+    cfg = load_config(str(REPO / config))
+    task_library(cfg)
+    assert any(hook['type'] == 'InputCheckHook' for hook in cfg.custom_hooks)
+    pipeline = test_pipeline(cfg)
+    images = [pipeline(dict(img_path=str(SHARED_DATA / 'imagenet_sample' / 'val' / name)))['inputs']
+              for name in ('demo.JPEG', 'bird.JPEG')]
+    with torch.device('meta'):
+        model = importlib.import_module(f'{cfg.default_scope}.registry').MODELS.build(cfg.model)
+    runner = SimpleNamespace(model=model)
+    check = InputCheckHook().before_test_iter
+    if cfg.default_scope == 'mmpretrain':
+        assert images[0].shape == images[1].shape == (3, 224, 224)
+        check(runner, 0, dict(inputs=images))
+    elif cfg.default_scope == 'mmdet':  # each image padded to 1024 x 1024 alone: a batch changes nothing
+        check(runner, 0, dict(inputs=images))
+    else:  # mmseg pads each test image alone and takes batches of one size only (Fashion scenes: all 512 x 512)
+        with pytest.raises(ValueError, match='mixes image sizes'):
+            check(runner, 0, dict(inputs=images))

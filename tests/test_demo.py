@@ -9,9 +9,14 @@ def test_demo_prints_table_and_writes_pictures(capsys):
     from tools.demo import WORK_DIR, main
     main()
     out = capsys.readouterr().out
-    unreduced = re.search(r'^unreduced +(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d+)$', out, re.M)
-    mtr = re.search(r'^MTR -40% FLOPs +(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d+)$', out, re.M)
+    row = r' +(\d+\.\d+) +(\d+\.\d+) +(\d+\.\d+) +(\d+)%$'
+    unreduced, mtr = (re.search(f'^{name}{row}', out, re.M) for name in ('unreduced', 'MTR -40% FLOPs'))
     assert unreduced and mtr, out
+    # a ratio with the spread of its rounds, or the statement that the machine was too busy for one
+    assert re.search(r'^MTR: 40\.\d% fewer FLOPs, (\d+\.\d\dx images/s \(spread \d+%\)|machine busy: spread \d+%)',
+                     out, re.M), out
+    assert 'median of 7 interleaved rounds' in out
+    assert ' - INFO - ' not in out  # quiet: the runs log at WARNING, the table is what is printed
     assert float(unreduced.group(2)) == 1.449 and float(mtr.group(2)) == 0.868
     # the shipped checkpoint really is trained: far above the 10 % of chance without reduction
     assert float(unreduced.group(1)) > 40

@@ -144,9 +144,10 @@ def test_two_processes_give_the_same_segmentation_metrics(seg_checkpoint, tmp_pa
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     command = ['bash', str(REPO / 'tools' / 'dist_test.sh'), str(REPO / MTR_SEG_CONFIG), str(seg_checkpoint), '2',
                '--work-dir', str(tmp_path / 'two'), *cfg_options(options)]
-    # cwd: mmengine gathers the results of CPU ranks through a folder it creates there (.dist_test)
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the ranks' results are exchanged under the work dir, not in mmengine's default ./.dist_test
+    assert not (tmp_path / '.dist_test').exists() and not (tmp_path / 'two' / '.dist_collect').exists()
     two = logged_metrics(tmp_path / 'two')
     for key in ('aAcc', 'mIoU', 'mAcc', 'backbone_gflops', 'backbone_gflops_2dir', 'reduction'):
         assert two[key] == one[key], key

@@ -16,6 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 
 from mtr_mm import checkpoint as ckpt  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

@@ -9,6 +9,8 @@ safely) or one saved by tools/train.py.
 Multi-GPU: tools/dist_test.sh; clusters: tools/slurm_test.sh.
 """
 import argparse
+import json
+import os
 import os.path as osp
 import sys
 
@@ -20,6 +22,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mtr_mm.apis import init_cpu_distributed  # noqa: E402
 from mtr_mm.apis.runner import parse_runner_args, runner_config  # noqa: E402
 from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,9 +39,30 @@ def parse_args(argv=None):
     return parse_runner_args(parser, argv)
 
 
+def check_writable(path: str, what: str, folder: bool):
+    """Fail before the evaluation, not after it, when an output path cannot be written."""
+    path = osp.abspath(path)
+    if osp.exists(path) and osp.isdir(path) != folder:
+        raise ValueError(f'{what} {path} exists and is a {"file" if folder else "folder"}; give a '
+                         f'{"folder" if folder else "file"} path')
+    existing = path if folder else osp.dirname(path)
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise ValueError(f'{what} {path} cannot be created: {existing} is a file. Choose another path.')
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f'{what} {path} cannot be created: {existing} is not writable. Choose another path.')
+
+
 def configure_outputs(cfg, args):
-    """Apply --out and --show-dir the way each library's own test.py does."""
+    """Apply --out and --show-dir the way each library's own test.py does, after checking that every
+    output can be written."""
     scope = cfg.default_scope
+    check_writable(cfg.work_dir, '--work-dir', folder=True)
+    if args.out:
+        check_writable(args.out, '--out', folder=scope == 'mmseg')
+    if args.show_dir:
+        check_writable(args.show_dir, '--show-dir', folder=True)
     if args.out:
         if scope == 'mmseg':
             cfg.test_evaluator['output_dir'] = args.out
@@ -56,7 +80,8 @@ def configure_outputs(cfg, args):
         if scope == 'mmpretrain':
             hook.update(enable=True, out_dir=args.show_dir, interval=1)
         elif scope == 'mmseg':
-            hook.update(draw=True, interval=1)
+            import mtr_mm.engine.seg_visualization  # noqa: F401  registers SegTestVisualizationHook
+            hook.update(type='SegTestVisualizationHook', draw=True, interval=1)
             cfg.visualizer['save_dir'] = args.show_dir
         else:
             hook.update(draw=True, interval=1, test_out_dir=osp.abspath(args.show_dir))
@@ -78,6 +103,25 @@ def check_test_data(cfg):
         if path and '://' not in str(path) and not osp.exists(path):
             raise FileNotFoundError(f'test data not found: {path} does not exist. Set {key} in the config or '
                                     f'with --cfg-options {key}=PATH')
+    for path, key in dict(paths).items():  # one parse per file (dataset and metric share COCO's)
+        if path and str(path).endswith('.json') and osp.isfile(path):
+            check_json(path, key)
+    prefixes = dataset.get('data_prefix') or {}
+    for name, prefix in (prefixes.items() if isinstance(prefixes, dict) else [('', prefixes)]):
+        folder = osp.join(dataset.get('data_root') or '', prefix)
+        if osp.isdir(folder) and not os.listdir(folder):
+            key = 'test_dataloader.dataset.data_prefix' + (f'.{name}' if name else '')
+            raise FileNotFoundError(f'test data folder {folder} is empty ({key}): put the test images there or '
+                                    f'point {key} / test_dataloader.dataset.data_root at them')
+
+
+def check_json(path: str, key: str):
+    try:
+        with open(path) as f:
+            json.load(f)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f'{path} ({key}) is not a readable JSON annotation file: {error}. Point {key} at the '
+                         'annotation file (e.g. annotations/instances_val2017.json for COCO).') from None
 
 
 def build_test_runner(cfg, checkpoint=None) -> Runner:
@@ -108,4 +152,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

@@ -14,6 +14,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mtr_mm.apis import init_cpu_distributed  # noqa: E402
 from mtr_mm.apis.runner import parse_runner_args, runner_config  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -43,4 +44,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

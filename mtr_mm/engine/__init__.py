@@ -1,4 +1,5 @@
-from .hooks import ReductionInfoHook, TokenVisualizationHook
+from .hooks import CollectUnderWorkDirHook, InputCheckHook, ReductionInfoHook, TokenVisualizationHook
 from .optim import VimLayerDecayOptimWrapperConstructor
 
-__all__ = ['ReductionInfoHook', 'TokenVisualizationHook', 'VimLayerDecayOptimWrapperConstructor']
+__all__ = ['CollectUnderWorkDirHook', 'InputCheckHook', 'ReductionInfoHook', 'TokenVisualizationHook',
+           'VimLayerDecayOptimWrapperConstructor']

@@ -3,6 +3,7 @@ import os.path as osp
 from typing import Optional
 
 import numpy as np
+import torch
 from mmengine.dist import all_gather_object, get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -63,6 +64,110 @@ class ReductionInfoHook(Hook):
             for name, column in (('backbone_gflops', 0), ('backbone_gflops_2dir', 1), ('backbone_gflops_unreduced', 2)):
                 metrics[name] = round(sum(flops[column] for flops in images.values()) / len(images) / 1e9, 4)
             metrics['reduction'] = 'none' if self._vim.reduction is None else type(self._vim.reduction.reducer).__name__
+
+
+def padded_size(size: tuple, divisor: int) -> tuple:
+    return tuple(-(-s // divisor) * divisor for s in size)
+
+
+def non_finite_field(element, prefix: str = '') -> Optional[str]:
+    """The first floating-point field of a data sample (nested elements included) holding NaN or inf."""
+    for key, value in element.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            return prefix + key
+        if hasattr(value, 'items') and not isinstance(value, torch.Tensor):
+            found = non_finite_field(value, f'{prefix}{key}.')
+            if found:
+                return found
+    return None
+
+
+@HOOKS.register_module()
+class InputCheckHook(Hook):
+    """Refuses what would otherwise give silently wrong test results:
+
+    - an empty (0-byte) image or label file in the test set, named before the run starts;
+    - a batch whose images differ in size where the data preprocessor would zero-pad them to a
+      common size: the padding would enter the scan, so a prediction would depend on the batch;
+    - NaN / inf in the model's outputs (non-finite weights, or an overflow).
+
+    Padding an image alone (mmdet's pad to 1024, mmseg's to whole patches) is the same whatever the
+    batch, so it is allowed."""
+    priority = 'VERY_HIGH'
+
+    def before_val_epoch(self, runner):
+        self._check_files(runner.val_dataloader.dataset)
+
+    def before_test_epoch(self, runner):
+        self._check_files(runner.test_dataloader.dataset)
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None):
+        self._check_batch(runner, batch_idx, data_batch)
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None):
+        self._check_batch(runner, batch_idx, data_batch)
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self._check_outputs(outputs)
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self._check_outputs(outputs)
+
+    @staticmethod
+    def _check_files(dataset):
+        for i in range(len(dataset)):
+            info = dataset.get_data_info(i)
+            for key in ('img_path', 'seg_map_path'):
+                path = info.get(key)
+                if isinstance(path, str) and osp.isfile(path) and osp.getsize(path) == 0:
+                    raise ValueError(f'{path} is an empty file (0 bytes; test sample {i}, {key}): restore or '
+                                     'remove it (and its entry in the annotation file)')
+
+    @staticmethod
+    def _check_batch(runner, batch_idx, data_batch):
+        inputs = data_batch['inputs'] if data_batch else None
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+            return  # a stacked tensor: one size
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        preprocessor = model.data_preprocessor
+        sizes = [tuple(image.shape[-2:]) for image in inputs]
+        # mmseg pads test images only alone (to test_cfg); mmpretrain and mmdet pad to the batch's largest.
+        divisor = 0 if hasattr(preprocessor, 'test_cfg') else getattr(preprocessor, 'pad_size_divisor', 1)
+        alone = [size if not divisor else padded_size(size, divisor) for size in sizes]
+        if len(set(alone)) > 1:
+            raise ValueError(
+                f'test batch {batch_idx} mixes image sizes {sorted(set(sizes))}: {type(preprocessor).__name__} '
+                'would zero-pad them to one size and the padding would enter the Mamba scan, so each prediction '
+                'would depend on its batch. Give the test pipeline a fixed output size (classification: ResizeEdge '
+                '+ CenterCrop) or set test_dataloader.batch_size=1.')
+
+    @staticmethod
+    def _check_outputs(outputs):
+        for sample in outputs or []:
+            field = non_finite_field(sample) if hasattr(sample, 'items') else None
+            if field:
+                raise FloatingPointError(
+                    f'the model output {field} of {sample.metainfo.get("img_path", "a test sample")} holds NaN or '
+                    'inf: the weights are not finite, or the computation overflowed (fp16/bf16). Check the '
+                    'checkpoint, or test in fp32.')
+
+
+@HOOKS.register_module()
+class CollectUnderWorkDirHook(Hook):
+    """Distributed runs on CPU gather the ranks' results through a folder, by default mmengine's
+    ``.dist_test`` in the current directory (left behind there); this puts it under the work dir."""
+
+    def before_val(self, runner):
+        self._redirect(runner.val_loop.evaluator, runner.work_dir)
+
+    def before_test(self, runner):
+        self._redirect(runner.test_loop.evaluator, runner.work_dir)
+
+    @staticmethod
+    def _redirect(evaluator, work_dir):
+        for metric in evaluator.metrics:
+            if metric.collect_device == 'cpu' and metric.collect_dir is None:
+                metric.collect_dir = osp.join(work_dir, '.dist_collect')
 
 
 @HOOKS.register_module()

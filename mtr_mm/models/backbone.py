@@ -58,6 +58,12 @@ class VimBackbone(BaseModule):
             raise ValueError('out_type="featmap" gives 2-D maps of image models; video models (num_frames) output "cls"')
         if feature not in ('hidden', 'block'):
             raise ValueError(f"feature must be 'hidden' (mixer output) or 'block' (residual + hidden), got {feature!r}")
+        reactivate_at = reduction.get('reactivate_at') if isinstance(reduction, dict) else \
+            getattr(reduction, 'reactivate_at', None)
+        if out_type == 'cls' and reactivate_at is not None:
+            raise ValueError(f"reactivate_at={reactivate_at} needs a dense backbone (out_type='featmap'): "
+                             'it restores the full grid for later feature maps, but a classifier reads only the class '
+                             'token. Remove model.backbone.reduction.reactivate_at.')
         overrides = {k: v for k, v in dict(embed_dims=embed_dims, depth=depth).items() if v is not None}
         self.vim = VisionMamba(img_size=img_size, patch_size=patch_size, stride=stride, num_classes=0,
                                with_cls_token=out_type == 'cls', drop_path_rate=drop_path_rate,
@@ -74,6 +80,9 @@ class VimBackbone(BaseModule):
         self.frozen = frozen
         if frozen:
             self.vim.requires_grad_(False)
+        if len(set(self.out_indices)) != len(self.out_indices):
+            raise ValueError(f'out_indices {list(out_indices)} name a layer twice (negative indices count from the end: '
+                             f'layers {self.out_indices} for depth {self.vim.depth}); the neck expects distinct maps')
 
     @property
     def reduction(self):

@@ -58,7 +58,10 @@ def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     """(B, M, C) x (B, K, C) -> (B, M, K) cosine similarity, computed in fp32."""
     a = F.normalize(a.float(), dim=-1)
     b = F.normalize(b.float(), dim=-1)
-    return a @ b.transpose(1, 2)
+    if a.device.type not in ('cpu', 'cuda'):  # e.g. meta: no autocast there
+        return a @ b.transpose(1, 2)
+    with torch.autocast(a.device.type, enabled=False):  # bf16 autocast would round the products: near-ties flip
+        return a @ b.transpose(1, 2)
 
 
 def ascending_non_cls(scores: Tensor, cls_mask: Tensor, descending: bool = False) -> Tensor:

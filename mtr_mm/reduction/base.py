@@ -1,4 +1,5 @@
 """Reducer interface and registry. One file per method registers itself here by name."""
+import inspect
 from typing import Optional, Union
 
 from mmengine.registry import Registry
@@ -49,4 +50,9 @@ def build_reducer(cfg: Union[str, dict, BaseReducer]) -> BaseReducer:
         raise ValueError(f'unknown reducer {name!r}; registered reducers: {sorted(REDUCERS.module_dict)}')
     kwargs = {k: v for k, v in cfg.items() if k != 'type'}
     # Looked up directly: REDUCERS.build would search the task library's scope (mmseg, ...) first.
-    return REDUCERS.get(name)(**kwargs)
+    reducer = REDUCERS.get(name)
+    knobs = [k for k in inspect.signature(reducer.__init__).parameters if k != 'self']
+    unknown = sorted(set(kwargs) - set(knobs))
+    if unknown:
+        raise ValueError(f'reducer {name!r} has no knob {", ".join(unknown)}; its knobs: {knobs or "none"}')
+    return reducer(**kwargs)

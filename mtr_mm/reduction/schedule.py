@@ -17,6 +17,14 @@ from .flops import VimDims, vim_flops
 MIN_TOKENS_LEFT = 4
 
 
+def _check_number(value, name: str, whole: bool = False):
+    """Refuse what a command line can hand over by mistake: text, or a fraction where a count is meant
+    (``int()`` would silently truncate ``layers=[6.5, 9]``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and int(value) != value):
+        kind = 'a whole number' if whole else 'a number'
+        raise ValueError(f'schedule: {name} must be {kind}, got {value!r}')
+
+
 def _per_layer(value, layers: Sequence[int], name: str) -> list:
     if isinstance(value, (list, tuple)):
         if len(value) != len(layers):
@@ -34,6 +42,8 @@ class Schedule:
     flops_reduction: Optional[float] = None
 
     def __post_init__(self):
+        for i in self.layers:
+            _check_number(i, f'layers entry {i!r} (in {list(self.layers)})', whole=True)
         self.layers = sorted(int(i) for i in self.layers)
         if len(set(self.layers)) != len(self.layers):
             raise ValueError(f'schedule: layers {self.layers} repeat a layer')
@@ -41,14 +51,18 @@ class Schedule:
         if len(given) != 1:
             raise ValueError(f'schedule: give exactly one of r, keep_ratio, flops_reduction (got {given or "none"})')
         for ratio in _per_layer(self.keep_ratio, self.layers, 'keep_ratio') if self.keep_ratio is not None else []:
+            _check_number(ratio, 'keep_ratio')
             if not 0 < ratio <= 1:
                 raise ValueError(f'schedule: keep_ratio {ratio} must be in (0, 1] (1 keeps every token)')
         for r in _per_layer(self.r, self.layers, 'r') if self.r is not None else []:
+            _check_number(r, 'r')
             if int(r) != r or r < 0:
                 raise ValueError(f'schedule: r={r} must be a whole number of tokens >= 0')
-        if self.flops_reduction is not None and not 0 <= self.flops_reduction < 1:
-            raise ValueError(f'schedule: flops_reduction {self.flops_reduction} must be in [0, 1) '
-                             '(e.g. 0.4 for 40 % fewer FLOPs)')
+        if self.flops_reduction is not None:
+            _check_number(self.flops_reduction, 'flops_reduction')
+            if not 0 <= self.flops_reduction < 1:
+                raise ValueError(f'schedule: flops_reduction {self.flops_reduction} must be in [0, 1) '
+                                 '(e.g. 0.4 for 40 % fewer FLOPs)')
 
     def removed(self, dims: VimDims, num_patches: int, num_tokens: int, has_cls: bool, reducer=None,
                 reactivate_at: Optional[int] = None) -> List[int]:

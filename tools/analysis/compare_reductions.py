@@ -14,8 +14,9 @@ runs only the backbone's token reduction is swapped (VisionMamba.set_reduction),
 same images and weights. Runs: unreduced, then --restores x --layers x --methods x --targets, each
 target solved into tokens per layer by the project's schedule. GFLOPs: ReductionInfoHook's backbone
 count per image on the real input grids, one scan direction, reduction overhead included. A run whose
-target a method cannot reach with a layer set is reported with its error. Writes results.json,
-results.md and metric_vs_gflops.png into --out-dir.
+target a method cannot reach with a layer set is reported with its error. Writes results.json (the run
+plan first, then each run as it ends), results.md and metric_vs_gflops.png into --out-dir; a report
+rebuilt from an interrupted run's json says which planned runs it lacks.
 """
 import argparse
 import os
@@ -31,6 +32,7 @@ from mtr_mm.apis import load_config, task_library  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction import REDUCERS  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
+from tools import cli  # noqa: E402
 from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
                                 save_figure, shipped_layers)
 from tools.test import build_test_runner, check_test_data  # noqa: E402
@@ -117,12 +119,27 @@ def groups(rows: list) -> dict:
     return tables
 
 
+def completeness(results: dict) -> list:
+    """Markdown lines saying that a report lacks runs of its recorded plan (an interrupted run)."""
+    if 'plan' not in results:
+        return ['**No run plan recorded** (results written by an older version): this report may be incomplete.', '']
+    done = {r['name'] for r in results['rows']}
+    missing = [name for name in results['plan'] if name not in done]
+    if not missing:
+        return []
+    return [f'**Partial report: {len(results["plan"]) - len(missing)} of {len(results["plan"])} planned runs '
+            'done** (the run was interrupted); missing: ' + ', '.join(missing), '']
+
+
 def write_report(results: dict, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
     rows = [r for r in results['rows'] if 'error' not in r]
-    base = next(r for r in rows if r['method'] is None)
+    base = next((r for r in rows if r['method'] is None), None)
+    if base is None:
+        raise ValueError('no report: the results hold no finished unreduced run (interrupted before the first run '
+                         'ended); run the comparison again')
     metric = results['metric']
-    lines = [f'# Token reducers compared: {results["config"]}', '',
+    lines = [f'# Token reducers compared: {results["config"]}', '', *completeness(results),
              f'Checkpoint `{results["checkpoint"]}`, {results["images"]} test images; `{metric}` from the config\'s '
              'evaluator; backbone GFLOPs per image as run (one scan direction, reduction overhead included).', '',
              f'Unreduced: {metric} {base["metrics"][metric]:.2f} at {base["gflops"]:.3f} GFLOPs.']
@@ -148,10 +165,10 @@ def write_report(results: dict, out_dir: str):
 
 def write_plot(rows: list, metric: str, path: str):
     plt = pyplot()
-    if plt is None:
+    tables = groups(rows)
+    if plt is None or not tables:  # no matplotlib, or only the unreduced run finished
         return
     base = next(r for r in rows if r['method'] is None)
-    tables = groups(rows)
     fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables) + 1, 4.2), sharey=True, squeeze=False)
     for ax, ((restore, layers), table) in zip(axes[0], tables.items()):
         for method in dict.fromkeys(r['method'] for r in table):
@@ -180,10 +197,12 @@ def main(argv=None):
     if args.restores and not dense:
         raise ValueError('--restores applies to dense (segmentation / detection) models; this config classifies')
     runner = build_runner(cfg, args.checkpoint, args.out_dir)
+    specs = run_specs(args.methods, args.targets, layer_sets, restores)
+    # The plan is recorded first: a report rebuilt after an interrupt can say which runs it lacks.
     results = dict(config=args.config, checkpoint=args.checkpoint, images=len(runner.test_dataloader.dataset),
-                   metric=None, rows=[])
+                   metric=None, plan=[spec['name'] for spec in specs], rows=[])
     os.makedirs(args.out_dir, exist_ok=True)
-    for spec in run_specs(args.methods, args.targets, layer_sets, restores):
+    for spec in specs:
         row = evaluate_run(runner, spec)
         if results['metric'] is None:  # fixed by the unreduced run, which comes first
             results['metric'] = headline_metric(row['metrics'], args.metric)
@@ -194,4 +213,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

@@ -17,8 +17,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from mtr_mm.apis import init_model  # noqa: E402
+from mtr_mm.apis import build_model  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -59,8 +60,8 @@ def head_flops(model, shape):
 
 def main(argv=None):
     args = parse_args(argv)
-    # FLOPs do not depend on the weights: skip a Pretrained backbone init (its file may not be here).
-    model = init_model(args.config, cfg_options={'model.backbone.init_cfg': None, **(args.cfg_options or {})})
+    # FLOPs do not depend on the weights: the model is built without its init (no Pretrained file needed).
+    model = build_model(args.config, args.cfg_options).eval()
     vim = find_vim(model)
     if vim is None:
         raise SystemExit(f'{args.config} has no Vim backbone')
@@ -91,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

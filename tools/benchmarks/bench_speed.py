@@ -35,8 +35,8 @@ import os
 import os.path as osp
 import statistics
 import sys
-import time
 import types
+from functools import partial
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -49,6 +49,7 @@ from mtr_mm.models import VIM_ARCH, VimBackbone, VisionMamba, vim_arch  # noqa: 
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
 from tools.report_utils import pyplot, rebuild_report, save_figure, shipped_layers  # noqa: E402
+from tools.timing import BUSY_SPREAD, MIN_ROUNDS, interleaved_rounds, spread, wall_seconds  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 DENSE_OUT_INDICES = (5, 11, 17, 23)  # the UperNet configs' (configs/_base_/models/vim_upernet.py)
@@ -75,7 +76,7 @@ def parse_args(argv=None):
     parser.add_argument('--dense', type=int, metavar='SIZE', help='time the dense (segmentation) backbone at SIZE x SIZE')
     parser.add_argument('--config', help='with --dense: time the whole model of this dense config (backbone + neck + '
                         'decode head, the tensor forward of mmseg/mmdet); its arch replaces --archs')
-    parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
+    parser.add_argument('--rounds', type=int, default=MIN_ROUNDS, help='interleaved timing rounds')
     parser.add_argument('--iters', type=int, default=10, help='forwards per timing')
     parser.add_argument('--warmup', type=int, default=3, help='forwards per run before timing (graph capture included)')
     parser.add_argument('--ops', default='auto', choices=['auto', 'torch', 'cuda'],
@@ -233,12 +234,8 @@ def timer(device):
             end.record()
             torch.cuda.synchronize()
             return start.elapsed_time(end) / 1e3
-    else:
-        def run(fn):
-            begin = time.perf_counter()
-            fn()
-            return time.perf_counter() - begin
-    return run
+        return run
+    return wall_seconds
 
 
 def reduction_overhead(vim, model, images, measure, iters):
@@ -279,7 +276,6 @@ def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
     models = {run: (official, None) if run == 'official' else build(arch, run, args, state_dict, frames)
               for run in runs}
     dtype = DTYPES[dtype_name]
-    times = {run: [] for run in runs}
     peak = dict.fromkeys(runs, 0.)
 
     def forward(model, k, n):
@@ -302,10 +298,8 @@ def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
 
     for run, (model, _) in models.items():  # warm-up: kernels, autotuning, allocator, graph capture
         tracked(run, forward(model, 0, args.warmup))
-    for round_index in range(args.rounds):
-        order = runs[round_index % len(runs):] + runs[:round_index % len(runs)]
-        for run in order:
-            times[run].append(tracked(run, forward(models[run][0], round_index, args.iters)) / args.iters)
+    times = interleaved_rounds({run: partial(lambda run, k: tracked(run, forward(models[run][0], k, args.iters))
+                                             / args.iters, run) for run in runs}, args.rounds)
     rows = []
     for run, (model, vim) in models.items():
         median = statistics.median(times[run])
@@ -322,7 +316,7 @@ def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
         flops = vim_for_flops.flops(vim_for_flops.patch_embed.grid_size(*inputs[0].shape[2:])).total
         rows.append(dict(arch=arch, frames=frames, dtype=dtype_name, ops=args.ops, run=run, batch=args.batch, seconds=median,
                          latency_ms=1e3 * median, images_per_s=args.batch / median, round_images_per_s=round_ips,
-                         spread=(max(round_ips) - min(round_ips)) / (args.batch / median),
+                         spread=spread(times[run]),
                          overhead_share=overhead / median, peak_gib=peak[run] if cuda else None, gflops=flops / 1e9))
     for base in ('none', 'official'):  # rows of one (arch, frames, dtype): ratios within them
         if base in times:
@@ -374,6 +368,10 @@ def write_report(results, out_dir):
              f'torch {results["torch"]}, CUDA kernels: {results["cuda_kernels"]}, batch {results["batch"]}, '
              f'reducing layers {results["layers"]}; medians of {results["rounds"]} interleaved rounds of '
              f'{results.get("iters", "?")} forwards; spread = (max - min) / median of the rounds\' images/s.', '']
+    busy = [f'{r["arch"]} {r["dtype"]} {r["run"]}' for r in results['rows'] if r['spread'] > BUSY_SPREAD]
+    if busy:
+        lines += [f'**Machine busy**: the rounds of {", ".join(busy)} spread by more than {BUSY_SPREAD:.0%}; their '
+                  'speeds and ratios are not reliable. Measure again on an idle machine.', '']
     if results.get('official_parity'):
         lines += ['Official forward vs ours, same weights, max relative logit difference: ' + ', '.join(
             f'{arch} {d}: {v:.1e}' for arch, p in results['official_parity'].items() for d, v in p.items()), '']
