@@ -405,7 +405,7 @@ def write_report(results, out_dir):
             for graph in ('', '+graph'):
                 pts = sorted((parse_run(r['run'])['target'], r[base]) for r in results['rows']
                              if (r['arch'], r.get('frames', 0)) == (arch, frames) and r['dtype'] == dtype
-                             and r['run'].startswith('mtr@') and r['run'].endswith(graph) == bool(graph) and r.get(base))
+                             and r['run'].startswith('mtr@') and r['run'].endswith('+graph') == bool(graph) and r.get(base))
                 if pts:
                     name = arch_label(arch, frames) if is_video_arch(arch) else f'Vim-{arch[0].upper()}'
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], 'o-', label=f'MTR {name} {dtype}{graph}')
