@@ -5,7 +5,7 @@ committed, this script documents how they were made).
 
 - data/fashion_cls/: the first 48 images of the Fashion-MNIST-on-photos test set used in
   docs/benchmarks.md (seed 0, part 'cls_test'), as JPEG (quality 95), with meta/test.txt labels;
-- data/imagenet/, data/ade/: the real ImageNet and ADE20K sample photos of ../shared/data
+- data/imagenet/, data/ade/: the real ImageNet and ADE20K sample photos of tests/data
   (licences in data/LICENSES.md) for the token pictures;
 - checkpoints/vim_tiny_fashion_fp16.pth.part{1,2}: the fp16 checkpoint of the benchmark training,
   cut in two byte ranges (each under 10 MB); tools/demo.py joins them.
@@ -24,7 +24,7 @@ from PIL import Image  # noqa: E402
 from mtr_mm.data import fashion_scenes as fs  # noqa: E402
 
 HERE = osp.dirname(osp.abspath(__file__))
-SHARED = osp.join(osp.dirname(ROOT), 'shared', 'data')
+SHARED = osp.join(ROOT, 'tests', 'data')
 NUM_IMAGES = 48
 PART_BYTES = 8 * 2**20
 

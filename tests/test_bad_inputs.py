@@ -224,6 +224,17 @@ def test_segmentation_pictures_without_a_training_set(tmp_path):
     assert len(list((tmp_path / 'show' / 'tokens').glob('ADE_val_*_tokens.png'))) == 3
 
 
+def test_unwritable_out_dirs_of_the_other_tools(capsys, tmp_path, checkpoint):
+    from tools.analysis.compare_reductions import main as compare
+    from tools.visualize_tokens import main as visualize
+    (tmp_path / 'a_file').write_text('x')
+    message = error_of(capsys, visualize, REPO / MTR_CLS_CONFIG, checkpoint, IMAGENET / 'val' / 'bird.JPEG',
+                       '--out-dir', tmp_path / 'a_file')
+    assert f'--out-dir {tmp_path}/a_file exists and is a file' in message
+    message = error_of(capsys, compare, REPO / MTR_CLS_CONFIG, checkpoint, '--out-dir', tmp_path / 'a_file' / 'c')
+    assert f'--out-dir {tmp_path}/a_file/c cannot be created: {tmp_path}/a_file is a file' in message
+
+
 def test_missing_config_and_checkpoint(capsys, tmp_path):
     assert 'nowhere.py' in run_test_tool(capsys, 'configs/nowhere.py', '--work-dir', tmp_path)
     message = run_test_tool(capsys, CLS_CONFIG, tmp_path / 'nowhere.pth', '--work-dir', tmp_path / 'w')

@@ -1,5 +1,5 @@
 """tools/test.py and tools/train.py end to end on the real ADE20K and COCO samples of
-../shared/data (see its README), with tiny models: metrics and backbone FLOPs reach the results
+tests/data (see its README), with tiny models: metrics and backbone FLOPs reach the results
 and the json log, MTR on/off, every restoration mode, 1 vs 2 processes, train -> test, bad inputs."""
 import glob
 import json

@@ -20,7 +20,7 @@ from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtr_mm.apis import init_cpu_distributed  # noqa: E402
-from mtr_mm.apis.runner import parse_runner_args, runner_config  # noqa: E402
+from mtr_mm.apis.runner import check_writable, parse_runner_args, runner_config  # noqa: E402
 from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 from tools import cli  # noqa: E402
 
@@ -39,26 +39,10 @@ def parse_args(argv=None):
     return parse_runner_args(parser, argv)
 
 
-def check_writable(path: str, what: str, folder: bool):
-    """Fail before the evaluation, not after it, when an output path cannot be written."""
-    path = osp.abspath(path)
-    if osp.exists(path) and osp.isdir(path) != folder:
-        raise ValueError(f'{what} {path} exists and is a {"file" if folder else "folder"}; give a '
-                         f'{"folder" if folder else "file"} path')
-    existing = path if folder else osp.dirname(path)
-    while not osp.exists(existing):
-        existing = osp.dirname(existing)
-    if not osp.isdir(existing):
-        raise ValueError(f'{what} {path} cannot be created: {existing} is a file. Choose another path.')
-    if not os.access(existing, os.W_OK):
-        raise ValueError(f'{what} {path} cannot be created: {existing} is not writable. Choose another path.')
-
-
 def configure_outputs(cfg, args):
-    """Apply --out and --show-dir the way each library's own test.py does, after checking that every
-    output can be written."""
+    """Apply --out and --show-dir the way each library's own test.py does, after checking that they
+    can be written (the work dir: runner_config)."""
     scope = cfg.default_scope
-    check_writable(cfg.work_dir, '--work-dir', folder=True)
     if args.out:
         check_writable(args.out, '--out', folder=scope == 'mmseg')
     if args.show_dir:

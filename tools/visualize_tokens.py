@@ -23,6 +23,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 
 from mtr_mm.apis import init_model  # noqa: E402
+from mtr_mm.apis.runner import check_writable  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.visualization import TokenRecorder, render_token_panels  # noqa: E402
 from tools import cli  # noqa: E402
@@ -52,6 +53,7 @@ def parse_args(argv=None):
         problem = image_problem(image)
         if problem:
             parser.error(f'image {image}: {problem}')
+    check_writable(args.out_dir, '--out-dir', folder=True)
     return args
 
 

@@ -13,8 +13,9 @@ LIBRARIES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet', 'mm
 
 def names_take_knobs(cfg: Config, options: dict) -> dict:
     """Let knobs follow a component given by name (``method=tome`` then ``method.keep_ratio=0.3``, or
-    ``method='tome'`` in the config): the name becomes the component's ``type``. mmengine would
-    otherwise try to set a key inside a string (``TypeError: 'str' object ...``)."""
+    ``method='tome'`` in the config): the name becomes the component's ``type``, in the options
+    returned and in ``cfg``. mmengine would otherwise try to set a key inside a string
+    (``TypeError: 'str' object ...``)."""
     options = dict(options)
     for key in [k for k, v in options.items() if isinstance(v, str) and any(o.startswith(k + '.') for o in options)]:
         options[f'{key}.type'] = options.pop(key)

@@ -81,8 +81,8 @@ class VimBackbone(BaseModule):
         if frozen:
             self.vim.requires_grad_(False)
         if len(set(self.out_indices)) != len(self.out_indices):
-            raise ValueError(f'out_indices {list(out_indices)} name a layer twice (negative indices count from the end: '
-                             f'layers {self.out_indices} for depth {self.vim.depth}); the neck expects distinct maps')
+            raise ValueError(f'out_indices {list(out_indices)} name a layer twice (negative indices count from the '
+                             f'end: layers {self.out_indices} for depth {self.vim.depth}); the neck expects distinct maps')
 
     @property
     def reduction(self):

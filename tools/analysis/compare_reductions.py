@@ -29,6 +29,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtr_mm.apis import load_config, task_library  # noqa: E402
+from mtr_mm.apis.runner import check_writable  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction import REDUCERS  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
@@ -59,6 +60,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.report_only and not (args.config and args.checkpoint):
         parser.error('give CONFIG and CHECKPOINT (or --report-only results.json)')
+    check_writable(args.out_dir, '--out-dir', folder=True)
     return args
 
 
