@@ -8,6 +8,8 @@
     python tools/benchmarks/bench_speed.py --official ~/src/Vim --batch 1 --runs official,none,none+graph,mtr@0.4+graph
     # the dense backbone of the segmentation models at 512x512, each restoration mode
     python tools/benchmarks/bench_speed.py --dense 512 --runs none,mtr@0.4/unmerge,mtr@0.4/stale,mtr@0.4/similarity
+    # the whole segmentation model of a config (backbone + neck + decode head, mmseg's tensor mode)
+    python tools/benchmarks/bench_speed.py --dense 512 --config configs/vim_seg/vim_tiny_upernet_ade20k_512.py
     # CPU path, Vim-T at batch 8
     python tools/benchmarks/bench_speed.py --device cpu --archs tiny --batch 8 --dtypes fp32 --runs none,mtr@0.4
     # VideoMamba video models (8- and 16-frame views, 1 + 196 T tokens), unreduced vs MTR at -40 %
@@ -40,6 +42,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
+from mmengine.model import revert_sync_batchnorm  # noqa: E402
+
+from mtr_mm.apis import init_model, load_config  # noqa: E402
 from mtr_mm.models import VIM_ARCH, VimBackbone, VisionMamba, vim_arch  # noqa: E402
 from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
@@ -68,6 +73,8 @@ def parse_args(argv=None):
                         help='reducing layers, the same for every method (default: the shipped MTR configs)')
     parser.add_argument('--official', metavar='PATH', help='a checkout of github.com/hustvl/Vim: time its forward too')
     parser.add_argument('--dense', type=int, metavar='SIZE', help='time the dense (segmentation) backbone at SIZE x SIZE')
+    parser.add_argument('--config', help='with --dense: time the whole model of this dense config (backbone + neck + '
+                        'decode head, the tensor forward of mmseg/mmdet); its arch replaces --archs')
     parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
     parser.add_argument('--iters', type=int, default=10, help='forwards per timing')
     parser.add_argument('--warmup', type=int, default=3, help='forwards per run before timing (graph capture included)')
@@ -82,6 +89,8 @@ def parse_args(argv=None):
             'tome@0.4,pumer@0.4,utr@0.4,hsa@0.4'
     if args.dense and (args.official or 'official' in args.runs.split(',')):
         parser.error('--dense times our dense backbone; the official code has no such forward to compare')
+    if args.config and not args.dense:
+        parser.error('--config times a dense model: give its input size with --dense SIZE (e.g. --dense 512)')
     if 'official' in args.runs.split(',') and not args.official:
         parser.error("run 'official' needs --official PATH (a checkout of github.com/hustvl/Vim)")
     if args.official and any(a not in OFFICIAL_FACTORY for a in args.archs):
@@ -126,7 +135,13 @@ def build(arch, run, args, state_dict=None, frames=0):
         reduction = dict(method=spec['method'], restore=spec['restore'],
                          schedule=dict(layers=list(args.layers), flops_reduction=spec['target']))
     torch.manual_seed(0)
-    if args.dense:
+    if getattr(args, 'config', None):
+        model = init_model(args.config, cfg_options={
+            'model.backbone.init_cfg': None, 'model.backbone.img_size': args.dense,
+            'model.backbone.reduction': reduction, 'model.backbone.cuda_graph': spec['graph']})
+        model = revert_sync_batchnorm(model)  # SyncBN needs a process group; one device here
+        vim = model.backbone.vim
+    elif args.dense:
         model = VimBackbone(arch=arch, img_size=args.dense, out_type='featmap', out_indices=DENSE_OUT_INDICES,
                             reduction=reduction, cuda_graph=spec['graph'])
         vim = model.vim
@@ -353,6 +368,8 @@ def arch_label(arch, frames=0):
 def write_report(results, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     what = f'dense backbone at {results["dense"]}x{results["dense"]}' if results.get('dense') else 'classifier at 224x224'
+    if results.get('config'):
+        what = f'{results["config"]} (backbone + neck + decode head) at {results["dense"]}x{results["dense"]}'
     lines = [f'# Speed: {results["device"]}, {what}', '',
              f'torch {results["torch"]}, CUDA kernels: {results["cuda_kernels"]}, batch {results["batch"]}, '
              f'reducing layers {results["layers"]}; medians of {results["rounds"]} interleaved rounds of '
@@ -406,10 +423,12 @@ def main(argv=None):
     if rebuild_report(args, write_report):
         return
     models_mamba = import_official(args.official) if args.official else None
+    if args.config:
+        args.archs = [load_config(args.config).model.backbone.arch]
     runs = args.runs.split(',')
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
                    torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch, dense=args.dense,
-                   frames=args.frames,
+                   frames=args.frames, config=args.config,
                    rounds=args.rounds, iters=args.iters, layers=args.layers, official_parity={}, rows=[])
     os.makedirs(args.out_dir, exist_ok=True)
     set_ops_backend(args.ops)

@@ -4,6 +4,7 @@
 #   .gpu/wheels/        pure-Python wheels of mmengine 0.10.7 and its dependencies (pip download)
 #   .gpu/*.tar.gz       mamba-ssm / causal-conv1d sdists (../shared/gpu/fetch_sdists.py)
 #   .gpu/build_mamba_ssm.sh
+#   .gpu/causal_conv1d-*-sm90-*.tar.xz + SHA256SUMS   optional prebuilt causal-conv1d (../shared/gpu/prebuilt/)
 #   .gpu/mmseg/         only for the segmentation benchmark: the mmcv 2.1.0 sdist and cp312 wheels of
 #                       mmsegmentation 1.2.2, prettytable, wcwidth, ftfy and setuptools<82 (mmcv's
 #                       setup.py needs pkg_resources); matplotlib, regex, ninja: the machine's own
@@ -38,8 +39,15 @@ if [ "${WITH_MMSEG:-0}" = 1 ]; then
   install_mmseg_stack > /tmp/mmseg_setup.log 2>&1 &
   mmseg_pid=$!
 fi
-bash .gpu/build_mamba_ssm.sh
-python3 -c 'from mtr_mm.ops import cuda_kernels_available as ok; assert ok(), "mamba-ssm kernels missing"; print("kernels ready")'
+# causal-conv1d too: without it the depthwise conv falls back to PyTorch's and the timings are not
+# the official model's (~6 min to compile; a prebuilt archive in .gpu/ skips that, see build_mamba_ssm.sh)
+WITH_CAUSAL_CONV1D=${WITH_CAUSAL_CONV1D:-1} bash .gpu/build_mamba_ssm.sh
+python3 - <<'PY'
+from mtr_mm.ops.backend import causal_conv1d_forward_kernel, cuda_kernels_available
+assert cuda_kernels_available(), 'mamba-ssm kernels missing'
+print('kernels ready: selective scan, causal-conv1d' if causal_conv1d_forward_kernel() else
+      'kernels ready: selective scan only (causal-conv1d not built: WITH_CAUSAL_CONV1D=0)')
+PY
 if [ "${WITH_MMSEG:-0}" = 1 ]; then
   wait $mmseg_pid || { tail -40 /tmp/mmseg_setup.log; exit 1; }
   tail -1 /tmp/mmseg_setup.log
