@@ -124,3 +124,23 @@ def test_image_only_outputs_are_refused_for_video(tmp_path):
     result = run_script('tools/visualize_tokens.py', 'configs/mtr_videomamba_k400.py', 'x.jpg', '--out-dir', tmp_path,
                         check=False)
     assert result.returncode != 0 and 'is a video model: token pictures are drawn for image models' in result.stderr
+
+
+def test_compare_reductions_on_video(tmp_path):
+    """Every reducer at one target on the same generated videos and weights: acc/top1 is the metric."""
+    import json
+    videos, ann_file = make_kinetics_sample(tmp_path / 'k400', labels=(0, 1))
+    checkpoint = tmp_path / 'official.pth'
+    torch.save(videomamba_state_dict(32, 24, 32, NUM_CLASSES, num_frames=8), checkpoint)
+    options = dict(SHRINK, **{'test_dataloader.dataset.ann_file': ann_file,
+                              'test_dataloader.dataset.data_prefix.video': videos})
+    run_script('tools/analysis/compare_reductions.py', 'configs/mtr_videomamba_k400.py', checkpoint, '--targets', '0.4',
+               '--out-dir', tmp_path / 'out', *cfg_options(options), threads=1, timeout=600)
+    results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+    rows = [r for r in results['rows'] if 'error' not in r]
+    assert {r['method'] for r in rows} >= {None, 'mtr', 'tome', 'evit', 'hsa', 'utr', 'pumer', 'random'}
+    unreduced = next(r for r in rows if r['method'] is None)
+    for row in rows:
+        assert 'acc/top1' in row['metrics'] and row['gflops_unreduced'] == unreduced['gflops']
+        if row['method'] is not None:
+            assert row['gflops'] / unreduced['gflops'] == pytest.approx(0.6, abs=0.01)
