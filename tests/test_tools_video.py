@@ -115,12 +115,15 @@ def test_get_flops_prints_every_convention_for_images_and_views(capsys):
     assert len(re.findall(r'^ +\d+ +\d+ ', out, re.M)) == 24
 
 
-def test_image_only_outputs_are_refused_for_video(tmp_path):
+def test_missing_videos_and_image_only_outputs_are_named(tmp_path):
     from tools.test import main
     videos, ann_file = make_kinetics_sample(tmp_path / 'k400', labels=(0, ))
     options = [f'test_dataloader.dataset.ann_file={ann_file}', f'test_dataloader.dataset.data_prefix.video={videos}']
     with pytest.raises(ValueError, match='--show-dir draws images .* video models .mmaction2. have none'):
         main(['configs/mtr_videomamba_k400.py', '--show-dir', str(tmp_path / 'show'), '--cfg-options', *options])
+    with pytest.raises(FileNotFoundError, match='nowhere does not exist. Set test_dataloader.dataset.data_prefix.video'):
+        main(['configs/mtr_videomamba_k400.py', '--cfg-options', options[0],
+              f'test_dataloader.dataset.data_prefix.video={tmp_path / "nowhere"}'])
     result = run_script('tools/visualize_tokens.py', 'configs/mtr_videomamba_k400.py', 'x.jpg', '--out-dir', tmp_path,
                         check=False)
     assert result.returncode != 0 and 'is a video model: token pictures are drawn for image models' in result.stderr
