@@ -48,21 +48,6 @@ def test_dense_backbone_rows_and_argument_errors(tmp_path):
         assert result.returncode != 0 and message in result.stderr
 
 
-def test_whole_segmentation_model_rows(tmp_path):
-    """--config times backbone + neck + decode head of a config; its backbone FLOPs are the bare backbone's."""
-    common = ('--device', 'cpu', '--batch', '1', '--dtypes', 'fp32', '--dense', '64', '--runs', 'none,mtr@0.3',
-              '--layers', '4', '8', '--rounds', '3', '--iters', '1', '--warmup', '1')
-    run_bench(*common, '--config', 'configs/vim_seg/vim_tiny_upernet_ade20k_512.py', '--out-dir', tmp_path / 'whole')
-    run_bench(*common, '--archs', 'tiny', '--out-dir', tmp_path / 'backbone')
-    whole, backbone = ({r['run']: r for r in json.loads((tmp_path / d / 'speed.json').read_text())['rows']}
-                       for d in ('whole', 'backbone'))
-    assert whole['none']['arch'] == 'tiny'
-    for run in ('none', 'mtr@0.3'):
-        assert whole[run]['gflops'] == backbone[run]['gflops']
-    assert 'vim_tiny_upernet_ade20k_512.py (backbone + neck + decode head) at 64x64' in \
-        (tmp_path / 'whole' / 'speed.md').read_text()
-
-
 def test_video_rows_on_cpu(tmp_path):
     """VideoMamba video models at a frame count (--frames), beside an image size in the same run."""
     run_bench('--device', 'cpu', '--archs', 'videomamba_tiny', '--frames', '2', '--batch', '1', '--dtypes', 'fp32',
@@ -76,3 +61,18 @@ def test_video_rows_on_cpu(tmp_path):
     assert '| videomamba_tiny 2f | fp32 | mtr@0.4 |' in (tmp_path / 'speed.md').read_text()
     result = run_bench('--device', 'cpu', '--archs', 'tiny', '--frames', '8', '--out-dir', tmp_path / 'x', check=False)
     assert result.returncode != 0 and '--frames times VideoMamba video models' in result.stderr
+
+
+def test_whole_segmentation_model_rows(tmp_path):
+    """--config times backbone + neck + decode head of a config; its backbone FLOPs are the bare backbone's."""
+    common = ('--device', 'cpu', '--batch', '1', '--dtypes', 'fp32', '--dense', '64', '--runs', 'none,mtr@0.3',
+              '--layers', '4', '8', '--rounds', '3', '--iters', '1', '--warmup', '1')
+    run_bench(*common, '--config', 'configs/vim_seg/vim_tiny_upernet_ade20k_512.py', '--out-dir', tmp_path / 'whole')
+    run_bench(*common, '--archs', 'tiny', '--out-dir', tmp_path / 'backbone')
+    whole, backbone = ({r['run']: r for r in json.loads((tmp_path / d / 'speed.json').read_text())['rows']}
+                       for d in ('whole', 'backbone'))
+    assert whole['none']['arch'] == 'tiny'
+    for run in ('none', 'mtr@0.3'):
+        assert whole[run]['gflops'] == backbone[run]['gflops']
+    assert 'vim_tiny_upernet_ade20k_512.py (backbone + neck + decode head) at 64x64' in \
+        (tmp_path / 'whole' / 'speed.md').read_text()

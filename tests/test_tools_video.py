@@ -113,3 +113,37 @@ def test_get_flops_prints_every_convention_for_images_and_views(capsys):
     assert re.search(r'both scan directions: +\d+\.\d+ G', out)
     assert re.search(r'VideoMamba zoo convention\): +\d+\.\d+ G \(unreduced 17\.11\d G\)', out)
     assert len(re.findall(r'^ +\d+ +\d+ ', out, re.M)) == 24
+
+
+def test_missing_videos_and_image_only_outputs_are_named(tmp_path):
+    from tools.test import main
+    videos, ann_file = make_kinetics_sample(tmp_path / 'k400', labels=(0, ))
+    options = [f'test_dataloader.dataset.ann_file={ann_file}', f'test_dataloader.dataset.data_prefix.video={videos}']
+    with pytest.raises(ValueError, match='--show-dir draws images .* video models .mmaction2. have none'):
+        main(['configs/mtr_videomamba_k400.py', '--show-dir', str(tmp_path / 'show'), '--cfg-options', *options])
+    with pytest.raises(FileNotFoundError, match='nowhere does not exist. Set test_dataloader.dataset.data_prefix.video'):
+        main(['configs/mtr_videomamba_k400.py', '--cfg-options', options[0],
+              f'test_dataloader.dataset.data_prefix.video={tmp_path / "nowhere"}'])
+    result = run_script('tools/visualize_tokens.py', 'configs/mtr_videomamba_k400.py', 'x.jpg', '--out-dir', tmp_path,
+                        check=False)
+    assert result.returncode != 0 and 'is a video model: token pictures are drawn for image models' in result.stderr
+
+
+def test_compare_reductions_on_video(tmp_path):
+    """Every reducer at one target on the same generated videos and weights: acc/top1 is the metric."""
+    import json
+    videos, ann_file = make_kinetics_sample(tmp_path / 'k400', labels=(0, 1))
+    checkpoint = tmp_path / 'official.pth'
+    torch.save(videomamba_state_dict(32, 24, 32, NUM_CLASSES, num_frames=8), checkpoint)
+    options = dict(SHRINK, **{'test_dataloader.dataset.ann_file': ann_file,
+                              'test_dataloader.dataset.data_prefix.video': videos})
+    run_script('tools/analysis/compare_reductions.py', 'configs/mtr_videomamba_k400.py', checkpoint, '--targets', '0.4',
+               '--out-dir', tmp_path / 'out', *cfg_options(options), threads=1, timeout=600)
+    results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+    rows = [r for r in results['rows'] if 'error' not in r]
+    assert {r['method'] for r in rows} >= {None, 'mtr', 'tome', 'evit', 'hsa', 'utr', 'pumer', 'random'}
+    unreduced = next(r for r in rows if r['method'] is None)
+    for row in rows:
+        assert 'acc/top1' in row['metrics'] and row['gflops_unreduced'] == unreduced['gflops']
+        if row['method'] is not None:
+            assert row['gflops'] / unreduced['gflops'] == pytest.approx(0.6, abs=0.01)

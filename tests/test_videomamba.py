@@ -182,3 +182,15 @@ def test_backbones_for_video():
     assert isinstance(features, torch.Tensor) and features.shape == (3, 32)  # one tensor, for TimeSformerHead
     with pytest.raises(ValueError, match='video models .num_frames. output "cls"'):
         VimBackbone(arch='videomamba_tiny', out_type='featmap', num_frames=8)
+
+
+def test_tubelets_of_two_frames():
+    """tubelet_size=2: a Conv3d over frame pairs, T/2 temporal positions, FLOPs of the 2x larger kernel."""
+    model = VisionMamba(**SMALL, **VIDEOMAMBA, num_frames=4, tubelet_size=2).eval()
+    assert model.patch_embed.proj.weight.shape == (32, 3, 2, 16, 16)
+    assert model.temporal_pos_embedding.shape == (1, 2, 32) and model.pos_grid == (2, 2, 2)
+    with torch.no_grad():
+        state = model.embed(clips(batch=1))
+        assert state.num_tokens == 1 + 2 * 4 and model(clips()).shape == (2, 5)
+    per_token = 3 * 2 * 16 * 16 * 32
+    assert model.flops((2, 2, 2)).stem_head == 8 * per_token + 32 * 5

@@ -79,6 +79,9 @@ def check_test_data(cfg):
     paths = [(dataset.get('data_root'), 'test_dataloader.dataset.data_root')]
     if dataset.get('ann_file'):
         paths.append((osp.join(dataset.get('data_root') or '', dataset.ann_file), 'test_dataloader.dataset.ann_file'))
+    if (dataset.get('data_prefix') or {}).get('video'):  # mmaction2's video folder
+        paths.append((osp.join(dataset.get('data_root') or '', dataset.data_prefix.video),
+                      'test_dataloader.dataset.data_prefix.video'))
     if isinstance(cfg.test_evaluator, list):
         paths += [(e.get('ann_file'), f'test_evaluator.{i}.ann_file') for i, e in enumerate(cfg.test_evaluator)]
     else:

@@ -120,6 +120,8 @@ def main(argv=None):
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     if find_vim(model) is None:
         raise SystemExit(f'{args.config} has no Vim backbone')
+    if find_vim(model).num_frames:
+        raise SystemExit(f'{args.config} is a video model: token pictures are drawn for image models')
     os.makedirs(args.out_dir, exist_ok=True)
     pipeline = test_pipeline(model.cfg)
     for image in args.images:

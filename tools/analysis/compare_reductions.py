@@ -1,5 +1,5 @@
 """Compare token reducers on one model in one run: the config's own test set and metric (ImageNet top-1,
-ADE20K mIoU, COCO AP, ...) for every method at every FLOPs reduction, layer set and restoration mode.
+ADE20K mIoU, COCO AP, Kinetics-400 top-1, ...) for every method at every FLOPs reduction, layer set and restoration mode.
 
     # MTR vs every baseline at 20/30/40 % fewer FLOPs on an official checkpoint
     python tools/analysis/compare_reductions.py configs/mtr_vim_cls.py vim_t_midclstok_76p1acc.pth
@@ -39,7 +39,7 @@ from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report
 from tools.test import build_test_runner, check_test_data  # noqa: E402
 
 # The headline metric of each evaluator, the first one present is tabulated (--metric overrides).
-HEADLINE_METRICS = ('accuracy/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
+HEADLINE_METRICS = ('accuracy/top1', 'acc/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
 
 
 def parse_args(argv=None):
@@ -101,7 +101,7 @@ def evaluate_run(runner, spec: dict) -> dict:
     metrics = runner.test()
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, 'item')}
     return dict(spec, gflops=numbers.pop('backbone_gflops'), gflops_2dir=numbers.pop('backbone_gflops_2dir'),
-                metrics=numbers)
+                gflops_unreduced=numbers.pop('backbone_gflops_unreduced'), metrics=numbers)
 
 
 def headline_metric(metrics: dict, requested=None) -> str:

@@ -426,8 +426,7 @@ def main(argv=None):
     runs = args.runs.split(',')
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
                    torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch, dense=args.dense,
-                   config=args.config,
-                   frames=args.frames,
+                   frames=args.frames, config=args.config,
                    rounds=args.rounds, iters=args.iters, layers=args.layers, official_parity={}, rows=[])
     os.makedirs(args.out_dir, exist_ok=True)
     set_ops_backend(args.ops)
