@@ -117,11 +117,14 @@ def backbone_from_config(path: str, **overrides) -> VimBackbone:
 
 
 def check(backbone: VimBackbone, reduction) -> dict:
-    """Analytic and counted MACs of one image of the backbone's stored input size."""
+    """Analytic and counted MACs of one image (or clip) of the backbone's stored input size."""
     vim = backbone.vim
     vim.set_reduction(reduction)
-    size = [g * vim.patch_embed.stride + vim.patch_embed.patch_size - vim.patch_embed.stride for g in vim.pos_grid]
-    images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    embed = vim.patch_embed
+    *tubelets, height, width = vim.pos_grid
+    size = [g * embed.stride + embed.patch_size - embed.stride for g in (height, width)]
+    frames = [t * embed.tubelet_size for t in tubelets]  # video: (T, H, W) clips
+    images = torch.randn(1, 3, *frames, *size, generator=torch.Generator().manual_seed(0))
     analytic = vim.flops(vim.pos_grid, directions=2).total
     counted = counted_macs(backbone, images)
     return dict(analytic=analytic, counted=counted, gap=analytic / counted - 1)
