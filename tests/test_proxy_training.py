@@ -1,7 +1,8 @@
 """The proxy-model recipe (configs/proxy/) through tools/train.py on CPU: a tiny Vim trains 2
 iterations in one call, stops with a checkpoint (CallBudgetHook), and a second call resumes it
 for 2 more: iteration counter, LR schedule and EMA continue where an uninterrupted run of 4
-iterations is, and each call leaves its learning curve (and validation on generated images)."""
+iterations is, and each call leaves its learning curve (and validation on generated images); the
+state, cut into bf16 parts by tools/proxy_checkpoint.py and joined again, resumes too."""
 import glob
 import json
 import os.path as osp
@@ -89,3 +90,18 @@ def test_resumed_training_continues_schedule_and_ema(tmp_path):
     curves = learning_curves(calls)
     assert [[e['step'] for e in curve if 'lr' in e] for curve in curves] == [[1, 2], [3, 4]]
     assert [e['step'] for e in curves[1] if 'accuracy/top1' in e] == [4]
+
+    # through the GPU machine's file limits: cut into bf16 parts, joined, resumed for 2 more
+    from tools import proxy_checkpoint
+    parts_dir = tmp_path / 'parts'
+    proxy_checkpoint.main(['split', osp.join(calls, 'iter_4.pth'), str(parts_dir / 'state'), '--part-mib', '0.1'])
+    parts = sorted(str(p) for p in parts_dir.glob('state.pth.part*'))
+    assert len(parts) > 1 and all(osp.getsize(p) <= 0.1 * 2**20 for p in parts)
+    carried = str(tmp_path / 'carried')
+    joined = proxy_checkpoint.join_parts(parts, osp.join(carried, 'iter_4.pth'))
+    train(two, carried, '--resume', joined)
+    after = state(carried, 6)
+    assert after['iter'] == 6 and after['ema_steps'] == 6
+    proxy_checkpoint.main(['split', osp.join(carried, 'iter_6.pth'), str(parts_dir / 'weights'), '--weights-only'])
+    weights = torch.load(str(parts_dir / 'weights.pth.part1'), weights_only=False)
+    assert set(weights) == {'state_dict', 'meta'} and weights['state_dict'][name].dtype == torch.bfloat16
