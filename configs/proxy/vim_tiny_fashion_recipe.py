@@ -18,8 +18,11 @@ custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.
 num_classes = 10
 train_images_per_epoch = 55_000  # the train garments (gpu_scenes: 60,000 - VAL_GARMENTS)
 batch_size = 256
-epochs = 40
-warmup_epochs = 5
+# One GPU session holds one machine for <= 30 min, so a schedule must end inside it (the resumable
+# state cannot travel between sessions beside the data: docs/proxy_training.md). At the ~700
+# images/s expected of Vim-T (bf16, mamba-ssm kernels) ~18 min of training are ~13 epochs.
+epochs = 12
+warmup_epochs = 1
 iters_per_epoch = train_images_per_epoch // batch_size
 max_iters = epochs * iters_per_epoch
 base_lr = 5e-4 * batch_size / 512  # Vim: 5e-4 per 512 images
@@ -82,7 +85,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=warmup_epochs * iters_per_epoch,
          end=max_iters),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5 * iters_per_epoch)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=2 * iters_per_epoch)
 val_cfg = dict()
 test_cfg = dict()
 
