@@ -1,7 +1,7 @@
 """The proxy-model recipe (configs/proxy/) through tools/train.py on CPU: a tiny Vim trains 2
 iterations in one call, stops with a checkpoint (CallBudgetHook), and a second call resumes it
 for 2 more: iteration counter, LR schedule and EMA continue where an uninterrupted run of 4
-iterations is, and each call leaves its learning curve (and validation on generated images); the
+iterations is, the images continue where the last call stopped, and each call leaves its learning curve (and validation on generated images); the
 state, cut into bf16 parts by tools/proxy_checkpoint.py and joined again, resumes too."""
 import glob
 import json
@@ -66,16 +66,34 @@ def learning_curves(work_dir: str) -> list:
     return curves
 
 
-def test_resumed_training_continues_schedule_and_ema(tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """The training images each call draws, by index (the loader runs in this process)."""
+    from mtr_mm.data.generated_datasets import FashionScenesClsDataset
+    draws = []
+    draw = FashionScenesClsDataset.__getitems__
+
+    def recording(self, indices):
+        if self.split == 'train':
+            draws.append(list(indices))
+        return draw(self, indices)
+
+    monkeypatch.setattr(FashionScenesClsDataset, '__getitems__', recording)
+    return draws
+
+
+def test_resumed_training_continues_schedule_and_ema(tmp_path, drawn):
     calls, straight = str(tmp_path / 'calls'), str(tmp_path / 'straight')
     two, four = write_config(tmp_path, 2), write_config(tmp_path, 4)
     train(two, calls)
+    assert drawn == [[0, 1], [2, 3]]
     first = state(calls, 2)
     assert first['iter'] == 2 and first['ema_steps'] == 2
     assert open(osp.join(calls, 'last_checkpoint')).read().strip().endswith('iter_2.pth')
 
     train(two, calls, '--resume')  # from work_dir/last_checkpoint
     resumed = state(calls, 4)
+    assert drawn[2:] == [[4, 5], [6, 7]]  # the images that follow; those trained on are not drawn again
     train(four, straight)
     reference = state(straight, 4)
     assert resumed['iter'] == reference['iter'] == 4

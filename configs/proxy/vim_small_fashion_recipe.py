@@ -10,3 +10,4 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=iters_per_epoch, end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
+train_dataloader = dict(dataset=dict(num_samples=max_iters * 256))

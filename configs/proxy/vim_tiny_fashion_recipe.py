@@ -2,7 +2,8 @@
 # the Vim / DeiT recipe: AdamW + cosine with linear warm-up, label smoothing, RandAugment,
 # Mixup / CutMix, random erasing, drop path, EMA of the weights, bf16 AMP. Iteration-based, so a
 # schedule spans as many GPU calls as it needs: every call ends within its budget with a
-# checkpoint (CallBudgetHook) and the next resumes from it (tools/train.py --resume); the
+# checkpoint (CallBudgetHook) and the next resumes from it (tools/train.py --resume) with the
+# images that follow (ScheduleSampler, ResumingIterBasedTrainLoop); the
 # learning curves are work_dir/*/vis_data/scalars.json. See docs/proxy_training.md.
 #
 # Differences from the ImageNet recipe (Vim's main.py), for this data:
@@ -12,7 +13,7 @@
 # - EMA momentum 2e-4 (decay 0.9998) instead of 4e-5: the schedule is ~10k, not 375k, iterations.
 _base_ = ['../_base_/models/vim_cls.py', '../_base_/default_runtime_cls.py']
 
-custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.call_budget',
+custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.training_calls',
                                'mtr_mm.data.generated_datasets'], allow_failed_imports=False)
 
 num_classes = 10
@@ -58,9 +59,11 @@ test_pipeline = [dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=2
 data_device = 'cpu'
 train_dataloader = dict(
     batch_size=batch_size, num_workers=12, persistent_workers=True, pin_memory=True,
-    sampler=dict(type='InfiniteSampler', shuffle=False),  # gpu_scenes shuffles the garments itself
+    # image k of the schedule is image k of the split: never the same twice (gpu_scenes orders the
+    # garments anew every epoch); a resumed call continues from the first image not trained on
+    sampler=dict(type='ScheduleSampler'),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='FashionScenesClsDataset', split='train', num_samples=train_images_per_epoch,
+    dataset=dict(type='FashionScenesClsDataset', split='train', num_samples=max_iters * batch_size,
                  pipeline=train_pipeline, device=data_device))
 val_dataloader = dict(
     batch_size=batch_size, num_workers=4, persistent_workers=True,
@@ -85,7 +88,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=warmup_epochs * iters_per_epoch,
          end=max_iters),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=2 * iters_per_epoch)
+train_cfg = dict(type='ResumingIterBasedTrainLoop', max_iters=max_iters, val_interval=2 * iters_per_epoch)
 val_cfg = dict()
 test_cfg = dict()
 

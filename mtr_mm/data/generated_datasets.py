@@ -17,9 +17,10 @@ class FashionScenesClsDataset(torch.utils.data.Dataset):
     A DataLoader's batch is drawn at once (``__getitems__``) on ``device``, then each image goes
     through ``pipeline`` (mmpretrain transforms: augmentations, ``PackInputs``) as a BGR uint8
     array, the layout ``LoadImageFromFile`` gives, so the data preprocessor of the ImageNet
-    configs (``to_rgb=True``) applies as it is. For the train split ``num_samples`` is one
-    Runner "epoch" (an ``InfiniteSampler`` never ends it); its image i is image
-    ``epoch_offset + i`` of the split, and the garments change order every 55,000 images.
+    configs (``to_rgb=True``) applies as it is. Index i is image i of the split; for training,
+    ``mtr_mm.engine.training_calls.ScheduleSampler`` asks for images 0, 1, 2, ... through the
+    whole schedule (``num_samples``: its length, for reporting), the garments changing order
+    every 55,000 images.
 
     Args:
         split: 'train', 'val' or 'test' (garments: see ``gpu_scenes``).
@@ -28,16 +29,15 @@ class FashionScenesClsDataset(torch.utils.data.Dataset):
         seed: the random streams of the images.
         device: where images are drawn ('cuda' only with ``num_workers=0``).
         fashion_dir: Fashion-MNIST folder (default: ``fashion_scenes.default_fashion_dir()``).
-        epoch_offset: index of the first image in the split.
     """
     METAINFO = dict(classes=fs.FASHION_CLASSES)
 
     def __init__(self, split: str, num_samples: int, pipeline: Sequence[dict] = (), seed: int = 0,
-                 device: str = 'cpu', fashion_dir: Optional[str] = None, epoch_offset: int = 0):
+                 device: str = 'cpu', fashion_dir: Optional[str] = None):
         if split not in gs.SPLITS:
             raise ValueError(f'split {split!r} is not one of {gs.SPLITS}')
         self.split, self.num_samples, self.seed = split, num_samples, seed
-        self.device, self.fashion_dir, self.epoch_offset = device, fashion_dir, epoch_offset
+        self.device, self.fashion_dir = device, fashion_dir
         self.pipeline = Compose(list(pipeline))
         self.metainfo = dict(self.METAINFO)
         self._sources = None  # loaded on first use, in the process (worker) that draws
@@ -56,8 +56,7 @@ class FashionScenesClsDataset(torch.utils.data.Dataset):
         return dict(sample_idx=index)
 
     def __getitems__(self, indices: List[int]) -> List[dict]:
-        index = torch.as_tensor(indices, dtype=torch.int64) + self.epoch_offset
-        images, labels = gs.cls_batch(self.sources, self.seed, self.split, index)
+        images, labels = gs.cls_batch(self.sources, self.seed, self.split, torch.as_tensor(indices, dtype=torch.int64))
         bgr = images.flip(1).permute(0, 2, 3, 1).cpu().numpy()
         return [self.pipeline(dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2],
                                    gt_label=label, sample_idx=i))
