@@ -1,8 +1,9 @@
 """The proxy-model recipe (configs/proxy/) through tools/train.py on CPU: a tiny Vim trains 2
 iterations in one call, stops with a checkpoint (CallBudgetHook), and a second call resumes it
 for 2 more: iteration counter, LR schedule and EMA continue where an uninterrupted run of 4
-iterations is, the images continue where the last call stopped, and each call leaves its learning curve (and validation on generated images); the
-state, cut into bf16 parts by tools/proxy_checkpoint.py and joined again, resumes too."""
+iterations is, the images continue where the last call stopped, and each call leaves its
+learning curve (and validation on generated images); the state, cut into bf16 parts by
+tools/proxy_checkpoint.py and joined again, resumes too."""
 import glob
 import json
 import os.path as osp
@@ -28,7 +29,8 @@ def write_config(folder, iters: int) -> str:
     loader = dict(batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False)
     cfg.merge_from_dict(dict(
         model=dict(backbone=dict(embed_dims=16, depth=2), head=dict(in_channels=16)),
-        train_dataloader=loader, val_dataloader=dict(loader, dataset=dict(num_samples=4)), test_dataloader=loader,
+        train_dataloader=loader, val_dataloader=dict(loader, dataset=dict(num_samples=4)),
+        test_dataloader=loader,
         train_cfg=dict(max_iters=8, val_interval=4),
         default_hooks=dict(logger=dict(interval=1), checkpoint=dict(interval=1000, save_best=None))))
     cfg.param_scheduler[0].end = cfg.param_scheduler[1].begin = 3

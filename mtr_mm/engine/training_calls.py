@@ -52,7 +52,7 @@ class ScheduleSampler(Sampler):
     its own image, and the garments a new order every epoch), so nothing repeats and a resumed
     run continues the sequence from ``start``."""
 
-    def __init__(self, dataset, start: int = 0, seed: Optional[int] = None):
+    def __init__(self, dataset, start: int = 0, seed: Optional[int] = None):  # the Runner passes a seed
         self.dataset, self.start = dataset, start
         self.rank, self.world_size = get_dist_info()
 
