@@ -1,0 +1,13 @@
+# Vim-S with the recipe of vim_tiny_fashion_recipe.py: Vim-S's width and drop path, and a schedule
+# of 5 epochs (about 2.7 times Vim-T's compute an image: what one GPU session trains).
+_base_ = './vim_tiny_fashion_recipe.py'
+epochs = 5
+iters_per_epoch = 214  # 55,000 // 256, as in the base
+max_iters = epochs * iters_per_epoch
+model = dict(backbone=dict(arch='small', drop_path_rate=0.05), head=dict(in_channels=384))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=iters_per_epoch),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=iters_per_epoch, end=max_iters),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
+train_dataloader = dict(dataset=dict(num_samples=max_iters * 256))
