@@ -66,7 +66,58 @@ def test_top1_equals_a_plain_loop(compared):
 @pytest.mark.parametrize('extra, message', [
     (['--restores', 'zero'], 'applies to dense'),
     (['--metric', 'mIoU'], "--metric 'mIoU' is not among"),
+    (['--select-on', 'val'], 'val_dataloader reads the same images as its test_dataloader'),
+    (['--layer-candidates', '6,9,12,15,18'], '--layer-candidates and --select-target choose on a split'),
 ])
 def test_bad_requests_fail_clearly(tmp_path, extra, message):
     done = run_tool(CONFIG, join_checkpoint(), '--methods', 'mtr', '--targets', '0.4', '--out-dir', tmp_path, *extra)
     assert done.returncode != 0 and message in done.stderr
+
+
+def split_files(tmp_path):
+    """Two disjoint lists of the demo images: 6 for choosing (val), 6 for reporting (test)."""
+    lines = (DATA / 'meta' / 'test.txt').read_text().split('\n')
+    (tmp_path / 'val.txt').write_text('\n'.join(lines[:6]) + '\n')
+    (tmp_path / 'test.txt').write_text('\n'.join(lines[6:12]) + '\n')
+    return ['--cfg-options', f'val_dataloader.dataset.ann_file={tmp_path / "val.txt"}',
+            f'test_dataloader.dataset.ann_file={tmp_path / "test.txt"}']
+
+
+def test_layer_sets_are_chosen_on_val_and_reported_on_test(tmp_path):
+    candidates = ['6,9,12,15,18', '4,8,12,16,20']
+    done = run_tool(CONFIG, join_checkpoint(), '--methods', 'mtr', 'random', '--targets', '0.4', '--select-on', 'val',
+                    '--layer-candidates', *candidates, '--out-dir', tmp_path, *split_files(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert results['images'] == 6 and results['val_images'] == 6
+    val = [r for r in results['rows'] if r.get('split') == 'val']
+    test = [r for r in results['rows'] if r.get('split', 'test') == 'test' and r['method'] is not None]
+    assert {(r['method'], ','.join(map(str, r['layers']))) for r in val} == {
+        (m, c) for m in ('mtr', 'random') for c in candidates}
+    metric = results['metric']
+    for method in ('mtr', 'random'):
+        runs = [r for r in val if r['method'] == method]
+        best = max(runs, key=lambda r: r['metrics'][metric])  # first maximum: the earlier candidate
+        own = [r for r in test if r['method'] == method and r['table'].startswith('each method')]
+        assert len(own) == 1 and own[0]['layers'] == best['layers']
+        shared = [r for r in test if r['method'] == method and r['table'].startswith('shared')]
+        assert len(shared) == 1 and shared[0]['layers'] == [6, 9, 12, 15, 18]
+        low, high = shared[0]['interval']
+        assert low <= shared[0]['metrics'][metric] <= high and len(shared[0]['bootstrap']) == 1000
+    report = (tmp_path / 'results.md').read_text()
+    assert '## shared layer set [6, 9, 12, 15, 18]' in report and '## each method at its own val-chosen layer set' in report
+    assert '## Chosen on the validation split' in report
+
+
+def test_paired_bootstrap_marks_methods_within_noise():
+    from tools.analysis.compare_reductions import best_and_ties, interval
+
+    def row(method, value, samples):
+        return dict(method=method, target=0.4, metrics={'m': value}, bootstrap=samples)
+
+    best = row('a', 50.0, [48.0, 50.0, 52.0, 51.0])
+    close = row('b', 49.0, [49.0, 51.0, 47.0, 48.0])       # differences 1, -1, 5, 3: 0 inside
+    far = row('c', 30.0, [29.0, 30.0, 31.0, 30.0])         # always 18+ below
+    marks = best_and_ties([best, close, far], 'm')
+    assert marks == {id(best): 'best', id(close): 'tie'}
+    assert interval(list(range(101))) == [2.5, 97.5]

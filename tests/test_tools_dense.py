@@ -126,8 +126,13 @@ def test_segmentation_with_mtr_and_each_restoration(seg_plain, seg_checkpoint, t
     metrics = run_test(MTR_SEG_CONFIG, tmp_path, {**SEG, **TINY_MTR, 'model.backbone.reduction.restore': restore},
                        seg_checkpoint)
     assert metrics['reduction'] == 'MTRReducer' and 0 <= metrics['mIoU'] <= 100
-    # the 40 % target is met on every test image (up to the one-token granularity of r)
-    assert metrics['backbone_gflops'] / plain['backbone_gflops'] == pytest.approx(0.6, abs=0.03)
+    # the 40 % target is met on every test image (up to the one-token granularity of r); similarity
+    # restoration's read-outs come on top of the solved target (docs/reduction.md)
+    ratio = metrics['backbone_gflops'] / plain['backbone_gflops']
+    if restore == 'similarity':
+        assert 0.6 < ratio < 0.7
+    else:
+        assert ratio == pytest.approx(0.6, abs=0.03)
     assert logged_metrics(tmp_path)['reduction'] == 'MTRReducer'
     print(f"[seg, MTR 40 %, {restore}] mIoU {metrics['mIoU']}, backbone {metrics['backbone_gflops']} GFLOPs")
 

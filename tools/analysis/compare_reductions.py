@@ -6,6 +6,9 @@ ADE20K mIoU, COCO AP, Kinetics-400 top-1, ...) for every method at every FLOPs r
     # a segmentation model: every restoration mode, two layer sets
     python tools/analysis/compare_reductions.py configs/mtr_vim_seg.py CKPT \
         --restores unmerge stale zero similarity --layers 6,9,12,15,18 4,8,12,16,20
+    # the honest protocol: each method's layer set chosen on the validation split, reported on test
+    python tools/analysis/compare_reductions.py CONFIG CKPT --select-on val \
+        --layer-candidates 6,9,12,15,18 4,8,12,16,20 5,9,13,17,21
     # rebuild the markdown + plot from a results file
     python tools/analysis/compare_reductions.py --report-only OUT/results.json --out-dir OUT
 
@@ -17,15 +20,29 @@ count per image on the real input grids, one scan direction, reduction overhead 
 target a method cannot reach with a layer set is reported with its error. Writes results.json (the run
 plan first, then each run as it ends), results.md and metric_vs_gflops.png into --out-dir; a report
 rebuilt from an interrupted run's json says which planned runs it lacks.
+
+Every metric comes with a 95 % bootstrap interval over the test images (the evaluator's own metric
+recomputed on resampled per-image results), and a method whose paired bootstrap difference to the
+best one of its column includes 0 is marked as within noise of it.
+
+--select-on val: nothing is chosen on the test images. For each method (and restoration mode), the
+layer set among --layer-candidates with the best metric on the config's val_dataloader (which must
+read other images than its test_dataloader) is chosen, at each target (or once, at --select-target);
+ties go to the earlier candidate. Test then reports every method at the one shared layer set
+(--layers, default the shipped one) and at its own val-chosen set.
 """
 import argparse
+import copy
+import logging
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+import numpy as np  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtr_mm.apis import load_config, task_library  # noqa: E402
@@ -40,6 +57,8 @@ from tools.test import build_test_runner, check_test_data  # noqa: E402
 
 # The headline metric of each evaluator, the first one present is tabulated (--metric overrides).
 HEADLINE_METRICS = ('accuracy/top1', 'acc/top1', 'mIoU', 'coco/bbox_mAP', 'coco/segm_mAP')
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
 
 
 def parse_args(argv=None):
@@ -55,11 +74,19 @@ def parse_args(argv=None):
     parser.add_argument('--restores', nargs='+', choices=RESTORE_MODES,
                         help="dense models: restoration modes (default: the config's, else unmerge)")
     parser.add_argument('--metric', help=f'metric to tabulate (default: the first of {", ".join(HEADLINE_METRICS)})')
+    parser.add_argument('--select-on', choices=['val'], help="choose each method's layer set on the config's "
+                        'val_dataloader (other images than the test set), then report on test')
+    parser.add_argument('--layer-candidates', nargs='+', type=layer_list, metavar='L1,L2,...',
+                        help='the layer sets --select-on chooses from (default: --layers)')
+    parser.add_argument('--select-target', type=float, help='choose once per method at this FLOPs reduction '
+                        '(default: at every target)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
     parser.add_argument('--report-only', help='rebuild the report from this results json')
     args = parser.parse_args(argv)
     if not args.report_only and not (args.config and args.checkpoint):
         parser.error('give CONFIG and CHECKPOINT (or --report-only results.json)')
+    if not args.select_on and (args.layer_candidates or args.select_target is not None):
+        parser.error('--layer-candidates and --select-target choose on a split: add --select-on val')
     check_writable(args.out_dir, '--out-dir', folder=True)
     return args
 
@@ -73,7 +100,51 @@ def run_specs(methods, targets, layer_sets, restores) -> list:
                     name = f'{method}@{target}'
                     name += f' L{",".join(map(str, layers))}' if len(layer_sets) > 1 else ''
                     name += f' {restore}' if len(restores) > 1 else ''
-                    specs.append(dict(name=name, method=method, target=target, layers=layers, restore=restore))
+                    specs.append(dict(name=name, method=method, target=target, layers=layers, restore=restore,
+                                      table=f'layers {list(layers)}'))
+    return specs
+
+
+def spec_name(method, target, layers, restore, split='') -> str:
+    return f'{split}{method}@{target} L{",".join(map(str, layers))}' + (f' {restore}' if restore else '')
+
+
+def select_layers(val_runner, args, restores, results, metric: str) -> dict:
+    """(restore, method, target) -> the candidate layer set with the best val metric (ties: the
+    earlier candidate); every val run is recorded with split 'val'."""
+    candidates = args.layer_candidates or args.layers or [shipped_layers()]
+    select_targets = [args.select_target] if args.select_target is not None else args.targets
+    chosen = {}
+    for restore in restores:
+        for method in args.methods:
+            for target in select_targets:
+                best = None
+                for layers in candidates:
+                    spec = dict(name=spec_name(method, target, layers, restore, 'val '), method=method, target=target,
+                                layers=layers, restore=restore, split='val')
+                    row = evaluate_run(val_runner, spec)
+                    record_run(results, row, args.out_dir, lambda r: f'{metric} {r["metrics"][metric]:7.2f} (val)')
+                    if 'error' not in row and (best is None or row['metrics'][metric] > best['metrics'][metric]):
+                        best = row
+                for t in (args.targets if args.select_target is not None else [target]):
+                    chosen[(restore, method, t)] = best['layers'] if best is not None else None
+    return chosen
+
+
+def test_specs(args, layer_sets, restores, chosen) -> list:
+    """The test runs of --select-on val: every method at the shared layer set, then at its own
+    val-chosen set (a run already made at the shared set is reused, not repeated)."""
+    shared = layer_sets[0]
+    specs = [dict(name='none', method=None, target=None, layers=None, restore=None)]
+    for table, layers_of in ((f'shared layer set {list(shared)}', lambda key: shared),
+                             ('each method at its own val-chosen layer set', chosen.get)):
+        for restore in restores:
+            for method in args.methods:
+                for target in args.targets:
+                    layers = layers_of((restore, method, target))
+                    if layers is not None:
+                        specs.append(dict(name=spec_name(method, target, layers, restore), method=method,
+                                          target=target, layers=layers, restore=restore, table=table))
     return specs
 
 
@@ -88,20 +159,82 @@ def build_runner(cfg, checkpoint: str, out_dir: str) -> Runner:
     return build_test_runner(cfg, checkpoint)
 
 
-def evaluate_run(runner, spec: dict) -> dict:
-    reduction = None
-    if spec['method'] is not None:
-        reduction = dict(method=spec['method'], schedule=dict(layers=spec['layers'], flops_reduction=spec['target']))
-        if spec['restore'] is not None:  # dense models
-            reduction['restore'] = spec['restore']
+def val_config(cfg):
+    """The config with its val_dataloader / val_evaluator as the test ones, refused when they read
+    the very images of the test set (choosing there would be choosing on test)."""
+    if cfg.get('val_dataloader') is None:
+        raise ValueError('--select-on val needs a val_dataloader in the config (a validation set of other images '
+                         'than the test set; tools/data/make_fashion_scenes.py writes one for the Fashion data)')
+    if cfg.val_dataloader.dataset == cfg.test_dataloader.dataset:
+        raise ValueError('--select-on val: the config\'s val_dataloader reads the same images as its test_dataloader; '
+                         'point val_dataloader.dataset at a validation split (e.g. --cfg-options '
+                         'val_dataloader.dataset.ann_file=meta/val.txt)')
+    cfg = copy.deepcopy(cfg)
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.test_evaluator = cfg.get('val_evaluator', cfg.test_evaluator)
+    return cfg
+
+
+def keep_per_image_results(runner) -> dict:
+    """Make every metric of the runner's test evaluator keep the per-image results it last
+    computed from (metric -> list), for the bootstrap."""
+    kept = {}
+    for metric in runner.test_loop.evaluator.metrics:
+        def compute(results, metric=metric, original=metric.compute_metrics):
+            kept[metric] = (original, list(results))
+            return original(results)
+        metric.compute_metrics = compute
+    return kept
+
+
+def bootstrap(kept: dict, metric_name: str) -> list:
+    """The headline metric recomputed by the evaluator's own code on BOOTSTRAP_SAMPLES resamples
+    (with replacement) of the per-image results; the same resamples for every run of a data set."""
+    logger = MMLogger.get_current_instance()
+    for metric, (compute, results) in kept.items():
+        prefix = f'{metric.prefix}/' if metric.prefix else ''
+        if not metric_name.startswith(prefix):
+            continue
+        indices = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(results), (BOOTSTRAP_SAMPLES, len(results)))
+        level, logger.level = logger.level, logging.ERROR  # the metric's own tables, once per resample
+        try:
+            values = [compute([results[i] for i in sample]).get(metric_name[len(prefix):]) for sample in indices]
+        finally:
+            logger.level = level
+        if values[0] is not None:
+            return [round(float(v), 4) for v in values]
+    return []
+
+
+def interval(samples: list) -> list:
+    return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if samples else []
+
+
+def reduction_of(spec: dict):
+    if spec['method'] is None:
+        return None
+    reduction = dict(method=spec['method'], schedule=dict(layers=spec['layers'], flops_reduction=spec['target']))
+    if spec['restore'] is not None:  # dense models
+        reduction['restore'] = spec['restore']
+    return reduction
+
+
+def evaluate_run(runner, spec: dict, kept: dict = None, metric_name: str = None) -> dict:
+    """One run; with ``kept`` (keep_per_image_results) and the headline metric name, its
+    bootstrap samples and 95 % interval too."""
     try:
-        find_vim(runner.model).set_reduction(reduction)
+        find_vim(runner.model).set_reduction(reduction_of(spec))
     except ValueError as error:  # the target is out of reach for this method / layer set
         return dict(spec, error=str(error))
     metrics = runner.test()
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, 'item')}
-    return dict(spec, gflops=numbers.pop('backbone_gflops'), gflops_2dir=numbers.pop('backbone_gflops_2dir'),
-                gflops_unreduced=numbers.pop('backbone_gflops_unreduced'), metrics=numbers)
+    row = dict(spec, gflops=numbers.pop('backbone_gflops'), gflops_2dir=numbers.pop('backbone_gflops_2dir'),
+               gflops_unreduced=numbers.pop('backbone_gflops_unreduced'), metrics=numbers)
+    if kept is not None:
+        name = metric_name or headline_metric(numbers)
+        row['bootstrap'] = bootstrap(kept, name)
+        row['interval'] = interval(row['bootstrap'])
+    return row
 
 
 def headline_metric(metrics: dict, requested=None) -> str:
@@ -113,11 +246,11 @@ def headline_metric(metrics: dict, requested=None) -> str:
 
 
 def groups(rows: list) -> dict:
-    """(restore, layers) -> the rows of that table."""
+    """(restore, table) -> the test rows of that table."""
     tables = {}
     for r in rows:
-        if r['method'] is not None:
-            tables.setdefault((r['restore'], tuple(r['layers'])), []).append(r)
+        if r['method'] is not None and r.get('split', 'test') == 'test':
+            tables.setdefault((r['restore'], r.get('table', f'layers {r["layers"]}')), []).append(r)
     return tables
 
 
@@ -125,7 +258,9 @@ def completeness(results: dict) -> list:
     """Markdown lines saying that a report lacks runs of its recorded plan (an interrupted run)."""
     if 'plan' not in results:
         return ['**No run plan recorded** (results written by an older version): this report may be incomplete.', '']
-    done = {r['name'] for r in results['rows']}
+    if results['plan'] is None:
+        return ['**Partial report**: interrupted while the layer sets were being chosen on the validation split.', '']
+    done = {r['name'] for r in results['rows'] if r.get('split', 'test') == 'test'}
     missing = [name for name in results['plan'] if name not in done]
     if not missing:
         return []
@@ -133,26 +268,86 @@ def completeness(results: dict) -> list:
             'done** (the run was interrupted); missing: ' + ', '.join(missing), '']
 
 
+def best_and_ties(table: list, metric: str) -> dict:
+    """Per target, the best run (id -> 'best') and the runs within noise of it (id -> 'tie'): the
+    paired bootstrap difference (same resampled images) to the best has a 95 % interval with 0."""
+    marks = {}
+    for target in {r['target'] for r in table}:
+        column = [r for r in table if r['target'] == target]
+        best = max(column, key=lambda r: r['metrics'][metric])
+        marks[id(best)] = 'best'
+        for r in column:
+            if r is not best and r.get('bootstrap') and best.get('bootstrap'):
+                difference = np.array(best['bootstrap']) - np.array(r['bootstrap'])
+                if np.percentile(difference, 2.5) <= 0:
+                    marks[id(r)] = 'tie'
+    return marks
+
+
+def cell_text(row: dict, metric: str, mark: str = None, with_layers: bool = False) -> str:
+    text = f'{row["metrics"][metric]:.2f}'
+    text = f'**{text}**' if mark == 'best' else text + (' ≈' if mark == 'tie' else '')
+    if row.get('interval'):
+        text += f' [{row["interval"][0]:.1f}, {row["interval"][1]:.1f}]'
+    text += f' ({row["gflops"]:.3f} G)'
+    if with_layers:
+        text += f' L{",".join(map(str, row["layers"]))}'
+    return text
+
+
+def selection_lines(rows: list, metric: str) -> list:
+    """The val runs: per method and target, each candidate's val metric, the chosen one in bold."""
+    val = [r for r in rows if r.get('split') == 'val']
+    if not val:
+        return []
+    lines = ['', f'## Chosen on the validation split: {metric} on val per candidate layer set (chosen in bold)', '',
+             '| method | target | restoration | ' + ' | '.join(
+                 ','.join(map(str, c)) for c in dict.fromkeys(tuple(r['layers']) for r in val)) + ' |']
+    candidates = list(dict.fromkeys(tuple(r['layers']) for r in val))
+    lines.append('|---' * (3 + len(candidates)) + '|')
+    for key in dict.fromkeys((r['method'], r['target'], r['restore']) for r in val):
+        runs = {tuple(r['layers']): r for r in val if (r['method'], r['target'], r['restore']) == key}
+        ok = [r for r in runs.values() if 'error' not in r]
+        best = max(ok, key=lambda r: r['metrics'][metric]) if ok else None  # first maximum: earlier candidate
+        cells = []
+        for c in candidates:
+            r = runs.get(c)
+            text = 'n/a' if r is None or 'error' in r else f'{r["metrics"][metric]:.2f}'
+            cells.append(f'**{text}**' if r is best else text)
+        lines.append(f'| {key[0]} | -{key[1]:.0%} | {key[2] or "-"} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def write_report(results: dict, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
-    rows = [r for r in results['rows'] if 'error' not in r]
+    all_rows = [r for r in results['rows'] if 'error' not in r]
+    rows = [r for r in all_rows if r.get('split', 'test') == 'test']
     base = next((r for r in rows if r['method'] is None), None)
     if base is None:
         raise ValueError('no report: the results hold no finished unreduced run (interrupted before the first run '
                          'ended); run the comparison again')
     metric = results['metric']
+    val_note = (f' Layer sets chosen on {results["val_images"]} validation images (other images), reported on test.'
+                if results.get('val_images') else '')
     lines = [f'# Token reducers compared: {results["config"]}', '', *completeness(results),
              f'Checkpoint `{results["checkpoint"]}`, {results["images"]} test images; `{metric}` from the config\'s '
-             'evaluator; backbone GFLOPs per image as run (one scan direction, reduction overhead included).', '',
-             f'Unreduced: {metric} {base["metrics"][metric]:.2f} at {base["gflops"]:.3f} GFLOPs.']
-    for (restore, layers), table in groups(rows).items():
-        title = f'layers {list(layers)}' + (f', restoration `{restore}`' if restore else '')
+             'evaluator with its 95 % bootstrap interval over the test images; backbone GFLOPs per image as run '
+             '(one scan direction, reduction overhead included). Per column: best in bold; ≈ marks a method whose '
+             f'paired bootstrap difference to the best includes 0 (within noise).{val_note}', '',
+             f'Unreduced: {metric} {base["metrics"][metric]:.2f}' +
+             (f' [{base["interval"][0]:.1f}, {base["interval"][1]:.1f}]' if base.get('interval') else '') +
+             f' at {base["gflops"]:.3f} GFLOPs.']
+    for (restore, table_name), table in groups(rows).items():
+        title = table_name + (f', restoration `{restore}`' if restore else '')
+        marks = best_and_ties(table, metric)
+        chosen = table_name.startswith('each method')
         lines += ['', f'## {title}: {metric} (GFLOPs)', '']
-        lines += method_table(table, lambda r: f'{r["metrics"][metric]:.2f} ({r["gflops"]:.3f} G)')
+        lines += method_table(table, lambda r: cell_text(r, metric, marks.get(id(r)), chosen))
+    lines += selection_lines(all_rows, metric)
     others = [k for k in base['metrics'] if k != metric]
     lines += ['', '## Every run', '', f'| run | FLOPs reduction | GFLOPs | {metric} | Δ | ' + ' | '.join(others) + ' |',
               '|---' * (5 + len(others)) + '|']
-    for r in rows:
+    for r in {r['name']: r for r in rows}.values():  # a run shared by two tables once
         value = r['metrics'][metric]
         lines.append(f'| {r["name"]} | {1 - r["gflops"] / base["gflops"]:.1%} | {r["gflops"]:.3f} | {value:.2f} | '
                      f'{value - base["metrics"][metric]:+.2f} | ' + ' | '.join(f'{r["metrics"][k]:.2f}' for k in others)
@@ -172,13 +367,12 @@ def write_plot(rows: list, metric: str, path: str):
         return
     base = next(r for r in rows if r['method'] is None)
     fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables) + 1, 4.2), sharey=True, squeeze=False)
-    for ax, ((restore, layers), table) in zip(axes[0], tables.items()):
+    for ax, ((restore, table_name), table) in zip(axes[0], tables.items()):
         for method in dict.fromkeys(r['method'] for r in table):
             points = sorted((r['gflops'], r['metrics'][metric]) for r in table if r['method'] == method)
             ax.plot(*zip(*points), 'o-', label=method)
         ax.plot(base['gflops'], base['metrics'][metric], 'k*', markersize=12, label='unreduced')
-        ax.set_title(f'layers {",".join(map(str, layers))}' + (f'\nrestoration: {restore}' if restore else ''),
-                     fontsize=9)
+        ax.set_title(table_name + (f'\nrestoration: {restore}' if restore else ''), fontsize=9)
         ax.set_xlabel('backbone GFLOPs (one direction)')
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel(metric)
@@ -198,19 +392,31 @@ def main(argv=None):
     restores = (args.restores or [configured.get('restore', 'unmerge')]) if dense else [None]
     if args.restores and not dense:
         raise ValueError('--restores applies to dense (segmentation / detection) models; this config classifies')
+    val_runner = build_runner(val_config(cfg), args.checkpoint, osp.join(args.out_dir, 'val')) \
+        if args.select_on else None
     runner = build_runner(cfg, args.checkpoint, args.out_dir)
-    specs = run_specs(args.methods, args.targets, layer_sets, restores)
-    # The plan is recorded first: a report rebuilt after an interrupt can say which runs it lacks.
+    kept = keep_per_image_results(runner)
+    # The plan is recorded before the runs (with --select-on, once val has chosen the layer sets): a report
+    # rebuilt after an interrupt can say which runs it lacks.
+    specs = None if args.select_on else run_specs(args.methods, args.targets, layer_sets, restores)
     results = dict(config=args.config, checkpoint=args.checkpoint, images=len(runner.test_dataloader.dataset),
-                   metric=None, plan=[spec['name'] for spec in specs], rows=[])
+                   metric=None, plan=specs and [spec['name'] for spec in specs], rows=[])
     os.makedirs(args.out_dir, exist_ok=True)
-    for spec in specs:
-        row = evaluate_run(runner, spec)
-        if results['metric'] is None:  # fixed by the unreduced run, which comes first
-            results['metric'] = headline_metric(row['metrics'], args.metric)
-        metric = results['metric']
-        record_run(results, row, args.out_dir,
-                   lambda r: f'{metric} {r["metrics"][metric]:7.2f}  {r["gflops"]:.3f} GFLOPs')
+    base = evaluate_run(runner, run_specs([], [], [], [])[0], kept, args.metric)
+    metric = results['metric'] = headline_metric(base['metrics'], args.metric)
+    summary = lambda r: f'{metric} {r["metrics"][metric]:7.2f}  {r["gflops"]:.3f} GFLOPs'  # noqa: E731
+    record_run(results, base, args.out_dir, summary)
+    if args.select_on:
+        results['val_images'] = len(val_runner.test_dataloader.dataset)
+        chosen = select_layers(val_runner, args, restores, results, metric)
+        specs = test_specs(args, layer_sets, restores, chosen)
+        results['plan'] = [spec['name'] for spec in specs]
+    done = {}
+    for spec in specs[1:]:
+        key = (spec['method'], spec['target'], tuple(spec['layers']), spec['restore'])
+        row = dict(done[key], table=spec['table']) if key in done else evaluate_run(runner, spec, kept, metric)
+        done[key] = row
+        record_run(results, row, args.out_dir, summary)
     write_report(results, args.out_dir)
 
 

@@ -86,7 +86,8 @@ def parse_args(argv=None):
     parser.add_argument('--report-only', help='rebuild the report from this results json')
     args = parser.parse_args(argv)
     if args.runs is None:
-        args.runs = ('official,' if args.official else '') + 'none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,evit@0.4,' \
+        evit = '' if args.dense else 'evit@0.4,'  # EViT needs a class token: dense backbones have none
+        args.runs = ('official,' if args.official else '') + f'none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,{evit}' \
             'tome@0.4,pumer@0.4,utr@0.4,hsa@0.4'
     if args.dense and (args.official or 'official' in args.runs.split(',')):
         parser.error('--dense times our dense backbone; the official code has no such forward to compare')
