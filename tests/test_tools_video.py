@@ -124,8 +124,8 @@ def test_missing_videos_and_image_only_outputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nowhere does not exist. Set test_dataloader.dataset.data_prefix.video'):
         main(['configs/mtr_videomamba_k400.py', '--cfg-options', options[0],
               f'test_dataloader.dataset.data_prefix.video={tmp_path / "nowhere"}'])
-    result = run_script('tools/visualize_tokens.py', 'configs/mtr_videomamba_k400.py', 'x.jpg', '--out-dir', tmp_path,
-                        check=False)
+    result = run_script('tools/visualize_tokens.py', 'configs/mtr_videomamba_k400.py', 'demo/data/imagenet/bird.JPEG',
+                        '--random-weights', '--out-dir', tmp_path, check=False)
     assert result.returncode != 0 and 'is a video model: token pictures are drawn for image models' in result.stderr
 
 

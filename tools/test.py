@@ -79,8 +79,9 @@ def check_test_data(cfg):
     paths = [(dataset.get('data_root'), 'test_dataloader.dataset.data_root')]
     if dataset.get('ann_file'):
         paths.append((osp.join(dataset.get('data_root') or '', dataset.ann_file), 'test_dataloader.dataset.ann_file'))
-    if (dataset.get('data_prefix') or {}).get('video'):  # mmaction2's video folder
-        paths.append((osp.join(dataset.get('data_root') or '', dataset.data_prefix.video),
+    prefixes = dataset.get('data_prefix') or {}  # a folder (mmpretrain) or a dict of them
+    if isinstance(prefixes, dict) and prefixes.get('video'):  # mmaction2's video folder
+        paths.append((osp.join(dataset.get('data_root') or '', prefixes['video']),
                       'test_dataloader.dataset.data_prefix.video'))
     if isinstance(cfg.test_evaluator, list):
         paths += [(e.get('ann_file'), f'test_evaluator.{i}.ann_file') for i, e in enumerate(cfg.test_evaluator)]
@@ -93,7 +94,6 @@ def check_test_data(cfg):
     for path, key in dict(paths).items():  # one parse per file (dataset and metric share COCO's)
         if path and str(path).endswith('.json') and osp.isfile(path):
             check_json(path, key)
-    prefixes = dataset.get('data_prefix') or {}
     for name, prefix in (prefixes.items() if isinstance(prefixes, dict) else [('', prefixes)]):
         folder = osp.join(dataset.get('data_root') or '', prefix)
         if osp.isdir(folder) and not os.listdir(folder):
