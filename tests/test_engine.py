@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mtr_mm.models import VisionMamba, vim_arch
-from mtr_mm.reduction import REDUCERS, TokenReduction, TokenState, VimDims, vim_flops
+from mtr_mm.reduction import REDUCERS, TokenReduction, VimDims, vim_flops
 from test_ops import reference_scan
 
 METHODS = sorted(REDUCERS.module_dict)
@@ -213,9 +213,11 @@ def test_cls_position_middle_puts_the_class_token_at_the_middle(method):
 
 def test_cls_position_middle_refuses_a_class_token_elsewhere():
     reduction = TokenReduction('mtr', dict(layers=[0], r=2), cls_position='middle')
-    front = TokenState.create(torch.randn(1, 17, 8), 0, (4, 4))      # VideoMamba-like: class token first
+    # VideoMamba-like: class token first among 16 patches; refused when installed, not mid-forward
     with pytest.raises(ValueError, match="puts it at index 0 of 17 .* use cls_position='sorted'"):
-        reduction.reduce(front, 2, torch.rand(1, 17))
+        reduction.check(VimDims(8, 6, dt_rank=1), (4, 4), 0)
+    with pytest.raises(ValueError, match="puts it at index 0 of 17 .* use cls_position='sorted'"):
+        tiny_model(reduction, cls_token_position='front')
     with pytest.raises(ValueError, match="cls_position='middle' applies to order-preserving methods"):
         TokenReduction('tome', dict(layers=[0], r=2), cls_position='middle')
     with pytest.raises(ValueError, match=r"cls_position must be one of \['sorted', 'middle'\]"):

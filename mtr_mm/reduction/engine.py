@@ -60,8 +60,10 @@ class TokenReduction:
         if self.reactivate_at is not None and not 0 < self.reactivate_at < dims.depth:
             raise ValueError(f'reactivate_at={self.reactivate_at} must be a layer in [1, {dims.depth - 1}]')
         has_cls = cls_position is not None
-        removed = self.removed(dims, grid_size, has_cls)
         num_patches = math.prod(grid_size)
+        if self.cls_position == 'middle' and has_cls:
+            check_cls_at_middle(cls_position, num_patches + 1)
+        removed = self.removed(dims, grid_size, has_cls)
         generator = torch.Generator().manual_seed(0)
         hidden = torch.randn(1, num_patches + int(has_cls), dims.embed_dims, generator=generator)
         state = TokenState.create(hidden, cls_position, grid_size)
@@ -99,8 +101,7 @@ class TokenReduction:
         if not r:
             return state
         plan = self.reducer.plan(state, r, score)
-        if self.cls_position == 'middle' and state.cls_index is not None:
-            check_cls_at_middle(state)
+        if self.cls_position == 'middle' and state.cls_index is not None:  # where it starts: checked at build
             plan = replace(plan, keep=cls_to_middle(plan.keep, state.cls_mask()))
         return apply_plan(state, plan)
 
@@ -115,15 +116,15 @@ class TokenReduction:
         return fresh
 
 
-def check_cls_at_middle(state: TokenState) -> None:
+def check_cls_at_middle(cls_index: int, num_tokens: int) -> None:
     """cls_position='middle' keeps the class token where the model put it: only for models that put
-    it at the middle (checked on the unreduced sequence, so any schedule sees the same answer)."""
-    if state.num_tokens != state.num_original:
-        return
-    middle = (state.num_tokens - 1) // 2
-    if bool((state.cls_index != middle).any()):
+    it at the middle of their unreduced sequence. Checked when the reduction is installed, from the
+    model's own class-token index, so the forward needs no look at the data (no host sync, graph capture
+    allowed)."""
+    middle = (num_tokens - 1) // 2
+    if cls_index != middle:
         raise ValueError(f"cls_position='middle' moves the class token to the middle of the shortened sequence, "
-                         f'but this model puts it at index {int(state.cls_index[0])} of {state.num_tokens} '
+                         f'but this model puts it at index {cls_index} of {num_tokens} '
                          f"(not the middle, {middle}): use cls_position='sorted'")
 
 
