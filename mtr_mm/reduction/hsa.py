@@ -8,6 +8,7 @@ from torch import Tensor
 from ._matching import (ascending_non_cls, check_r, check_score, identity_plan, nearest_survivor, num_non_cls,
                         sort_by_position, survivors)
 from .base import REDUCERS, BaseReducer
+from .scores import clipped_y_score_macs
 from .state import ReductionPlan, TokenState
 
 
@@ -43,8 +44,7 @@ class HSAReducer(BaseReducer):
         return ReductionPlan(keep=keep, source=source, target=nearest_survivor(state, keep, source), merge=False)
 
     def overhead_flops(self, num_tokens: int, r: int, embed_dims: int) -> float:
-        """MACs: ``2·L·E`` with E = 2·C (the clip-mean over E inner channels, per direction);
-        sorting counts 0."""
+        """MACs: the score (``clipped_y_score_macs``: 2·L·E, E = 2·C); sorting counts 0."""
         if r <= 0:
             return 0.0
-        return float(2 * num_tokens * 2 * embed_dims)
+        return float(clipped_y_score_macs(num_tokens, embed_dims))

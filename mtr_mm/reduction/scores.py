@@ -34,3 +34,9 @@ def clipped_y_score(y: Tensor) -> Tensor:
     """(E, B, L) ungated SSM output of one direction -> (B, L): mean over the inner channels of
     clamp(y, min=0)."""
     return _at_least_fp32(y).clamp(min=0).mean(0)
+
+
+def clipped_y_score_macs(num_tokens: int, embed_dims: int) -> int:
+    """MACs of the 'y_clip' score of one layer: the clip-mean over E = 2·C inner channels (Vim's
+    expand 2), per scan direction."""
+    return 2 * num_tokens * 2 * embed_dims

@@ -10,6 +10,7 @@ from torch import Tensor
 from ._matching import (ascending_non_cls, best_edges, block_features, check_choice, check_r, check_score,
                         cosine_similarity, identity_plan, num_non_cls, sort_by_position, survivors)
 from .base import REDUCERS, BaseReducer
+from .scores import clipped_y_score_macs
 from .state import ReductionPlan, TokenState, gather_tokens
 
 
@@ -72,15 +73,16 @@ class UTRReducer(BaseReducer):
         return int(math.floor(self.hidden_prune * r + 0.5))
 
     def overhead_flops(self, num_tokens: int, r: int, embed_dims: int) -> float:
-        """MACs: importance ``2·L·E`` with E = 2·C (the clip-mean over E inner channels, per
-        direction), similarity ``L·C`` (normalising) ``+ floor(L/2)·ceil(L/2)·C`` (less x more dot
-        products), ``+ L·C`` for the residual + hidden add with ``similarity='block'``; sorting
-        counts 0. Counted for L tokens (the class token is not subtracted)."""
+        """MACs: importance ``2·L·E`` with E = 2·C (``clipped_y_score_macs``), similarity ``L·C``
+        (normalising) ``+ floor(L/2)·ceil(L/2)·C`` (less x more dot products), ``+ L·C`` for the
+        residual + hidden add with ``similarity='block'``; sorting counts 0. Counted for L tokens (the
+        class token is not subtracted)."""
         if r <= 0:
             return 0.0
         num_less = num_tokens // 2
         channels = embed_dims
-        flops = 2 * num_tokens * 2 * channels + num_tokens * channels + num_less * (num_tokens - num_less) * channels
+        flops = (clipped_y_score_macs(num_tokens, channels) + num_tokens * channels
+                 + num_less * (num_tokens - num_less) * channels)
         if self.similarity == 'block':
             flops += num_tokens * channels
         return float(flops)
