@@ -112,12 +112,10 @@ def arch_variants(args):
             for frames in (args.frames if args.frames and is_video_arch(arch) else [0])]
 
 
-def make_inputs(args, frames, count=3, batch=None, device=None):
+def make_inputs(batch, frames, size, device, count=3):
     """``count`` random batches: images (B, 3, S, S) or clips (B, 3, T, S, S)."""
-    size = args.dense or 224
-    device = device or args.device
     generator = torch.Generator(device).manual_seed(0)
-    shape = (batch or args.batch, 3) + ((frames, ) if frames else ()) + (size, size)
+    shape = (batch, 3) + ((frames, ) if frames else ()) + (size, size)
     return [torch.randn(shape, device=device, generator=generator) for _ in range(count)]
 
 
@@ -137,7 +135,7 @@ def build(arch, run, args, state_dict=None, frames=0):
         reduction = dict(method=spec['method'], restore=spec['restore'],
                          schedule=dict(layers=list(args.layers), flops_reduction=spec['target']))
     torch.manual_seed(0)
-    if getattr(args, 'config', None):
+    if args.config:
         model = init_model(args.config, cfg_options={
             'model.backbone.init_cfg': None, 'model.backbone.img_size': args.dense,
             'model.backbone.reduction': reduction, 'model.backbone.cuda_graph': spec['graph']})
@@ -333,8 +331,8 @@ def check_backends(args):
     rows = []
     for arch, frames in arch_variants(args):
         model, _ = build(arch, 'mtr@0.4' if 'mtr@0.4' in args.runs else 'none', argparse.Namespace(
-            device='cpu', dense=None, layers=args.layers), frames=frames)
-        images = make_inputs(argparse.Namespace(dense=None), frames, count=1, batch=2 if frames else 8, device='cpu')[0]
+            device='cpu', dense=None, config=None, layers=args.layers), frames=frames)
+        images = make_inputs(2 if frames else 8, frames, 224, 'cpu', count=1)[0]
         set_ops_backend('torch')
         with torch.no_grad():
             reference = model(images).double()
@@ -434,7 +432,7 @@ def main(argv=None):
     if args.check_backends:
         results['backends'] = check_backends(args)
     for arch, frames in arch_variants(args):
-        inputs = make_inputs(args, frames)
+        inputs = make_inputs(args.batch, frames, args.dense or 224, args.device)
         official = None
         if models_mamba is not None:
             torch.manual_seed(0)
