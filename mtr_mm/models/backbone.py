@@ -74,15 +74,15 @@ class VimBackbone(BaseModule):
         if any(not -depth <= i < depth for i in out_indices):
             raise ValueError(f'out_indices {list(out_indices)} out of range for depth {depth}')
         self.out_indices = sorted(i % depth for i in out_indices)
+        if len(set(self.out_indices)) != len(self.out_indices):
+            raise ValueError(f'out_indices {list(out_indices)} name a layer twice (negative indices count from the '
+                             f'end: layers {self.out_indices} for depth {depth}); the neck expects distinct maps')
         if out_type == 'featmap':
             self.vim.restored_after = tuple(self.out_indices)
         self.out_norms = nn.ModuleList(RMSNorm(self.vim.embed_dims) for _ in self.out_indices) if out_norm else None
         self.frozen = frozen
         if frozen:
             self.vim.requires_grad_(False)
-        if len(set(self.out_indices)) != len(self.out_indices):
-            raise ValueError(f'out_indices {list(out_indices)} name a layer twice (negative indices count from the '
-                             f'end: layers {self.out_indices} for depth {self.vim.depth}); the neck expects distinct maps')
 
     @property
     def reduction(self):
