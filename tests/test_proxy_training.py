@@ -7,6 +7,7 @@ tools/proxy_checkpoint.py and joined again, resumes too."""
 import glob
 import json
 import os.path as osp
+import time
 
 import pytest
 import torch
@@ -47,7 +48,10 @@ def write_config(folder, iters: int) -> str:
 
 
 def train(config: str, work_dir: str, *extra: str):
+    """One training call. mmengine names a call's log folder after the second it starts in: each call
+    starts in a new second, as real calls (minutes apart) do, so each keeps its own learning curve."""
     from tools import train as train_tool
+    time.sleep(1 - time.time() % 1)
     train_tool.main([config, '--work-dir', work_dir, *extra])
 
 
