@@ -59,13 +59,8 @@ def run_test(config, work_dir, options, checkpoint=None):
 def logged_metrics(work_dir) -> dict:
     """The metrics line LoggerHook wrote to the json log of the (only) run in work_dir."""
     [path] = glob.glob(str(Path(work_dir) / '*' / '*.json'))
-    # Read object by object: under heavy load a multi-process run was once seen appending a second,
-    # identical record to the line without a newline.
-    text, decoder, records, end = Path(path).read_text(), json.JSONDecoder(), [], 0
-    while text[end:].strip():
-        record, end = decoder.raw_decode(text, end + len(text[end:]) - len(text[end:].lstrip()))
-        records.append(record)
-    return records[-1]
+    # strict: with two ranks writing it (mmengine's LoggerHook) the file was at times corrupt
+    return json.loads(Path(path).read_text())
 
 
 def save_random_checkpoint(config, options, path, adjust=None):
@@ -141,6 +136,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def test_only_the_main_process_writes_the_test_metrics_json(tmp_path, monkeypatch):
+    """mmengine's LoggerHook dumps the test metrics from every rank to one shared path; two writers at
+    once left a corrupt file (seen in CI). Ours writes it from the main process only."""
+    from unittest import mock
+
+    from mtr_mm.engine import hooks
+    runner = mock.Mock(log_dir=str(tmp_path), test_dataloader=[])
+    runner.log_processor.get_log_after_epoch.return_value = ({'mIoU': 1.5}, 'mIoU: 1.5')
+    hook = hooks.MainProcessLoggerHook()
+    hook.json_log_path = 'run.json'
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: False)
+    hook.after_test_epoch(runner)
+    assert not (tmp_path / 'run.json').exists()
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: True)
+    hook.after_test_epoch(runner)
+    assert json.loads((tmp_path / 'run.json').read_text()) == {'mIoU': 1.5}
+
+
+@pytest.mark.parametrize('config', ['configs/mtr_vim_cls.py', MTR_SEG_CONFIG, MTR_DET_CONFIG,
+                                    'configs/mtr_videomamba_k400.py'])
+def test_every_task_logs_through_the_main_process_logger(config):
+    from mtr_mm.apis import load_config
+    assert load_config(str(REPO / config)).default_hooks.logger.type == 'MainProcessLoggerHook'
 
 
 def test_two_processes_give_the_same_segmentation_metrics(seg_checkpoint, tmp_path):

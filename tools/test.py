@@ -19,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtr_mm.apis import init_cpu_distributed  # noqa: E402
+from mtr_mm.apis import close_distributed, init_cpu_distributed  # noqa: E402
 from mtr_mm.apis.runner import check_writable, parse_runner_args, runner_config  # noqa: E402
 from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
 from tools import cli  # noqa: E402
@@ -135,7 +135,9 @@ def main(argv=None):
     check_test_data(cfg)
     configure_outputs(cfg, args)
     init_cpu_distributed(cfg)
-    return build_test_runner(cfg, args.checkpoint).test()
+    metrics = build_test_runner(cfg, args.checkpoint).test()
+    close_distributed()
+    return metrics
 
 
 if __name__ == '__main__':

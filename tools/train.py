@@ -12,7 +12,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.runner import Runner  # noqa: E402
 
-from mtr_mm.apis import init_cpu_distributed  # noqa: E402
+from mtr_mm.apis import close_distributed, init_cpu_distributed  # noqa: E402
 from mtr_mm.apis.runner import parse_runner_args, runner_config  # noqa: E402
 from tools import cli  # noqa: E402
 
@@ -41,6 +41,7 @@ def main(argv=None):
     init_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    close_distributed()
 
 
 if __name__ == '__main__':

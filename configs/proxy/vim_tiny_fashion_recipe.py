@@ -93,7 +93,7 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),  # val curves by iteration
+    logger=dict(type='MainProcessLoggerHook', interval=50, log_metric_by_epoch=False),  # val curves by iteration
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1, save_last=True,
                     save_best='accuracy/top1', rule='greater'))
 log_processor = dict(by_epoch=False)

@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from ..checkpoint import load_model_checkpoint
-from .distributed import init_cpu_distributed
+from .distributed import close_distributed, init_cpu_distributed
 
 LIBRARIES = {'mmpretrain': 'mmpretrain', 'mmseg': 'mmseg', 'mmdet': 'mmdet', 'mmaction': 'mmaction'}
 
@@ -72,4 +72,4 @@ def init_model(config: Union[str, Config], checkpoint: Optional[str] = None, dev
     return model.to(device).eval()
 
 
-__all__ = ['build_model', 'init_model', 'load_config', 'task_library', 'init_cpu_distributed']
+__all__ = ['build_model', 'init_model', 'load_config', 'task_library', 'init_cpu_distributed', 'close_distributed']

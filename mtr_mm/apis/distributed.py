@@ -26,3 +26,12 @@ def init_cpu_distributed(cfg):
     torch.distributed.init_process_group(backend='gloo' if backend == 'nccl' else backend)
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
                                  find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def close_distributed():
+    """End the process group once every rank is done. Neither mmengine nor torchrun does: a gloo
+    group still open at interpreter exit can abort a rank ('terminate called without an active
+    exception', SIGABRT) after its results were written, failing the whole run."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -1,5 +1,6 @@
-from .hooks import CollectUnderWorkDirHook, InputCheckHook, ReductionInfoHook, TokenVisualizationHook
+from .hooks import (CollectUnderWorkDirHook, InputCheckHook, MainProcessLoggerHook, ReductionInfoHook,
+                    TokenVisualizationHook)
 from .optim import VimLayerDecayOptimWrapperConstructor
 
-__all__ = ['CollectUnderWorkDirHook', 'InputCheckHook', 'ReductionInfoHook', 'TokenVisualizationHook',
-           'VimLayerDecayOptimWrapperConstructor']
+__all__ = ['CollectUnderWorkDirHook', 'InputCheckHook', 'MainProcessLoggerHook', 'ReductionInfoHook',
+           'TokenVisualizationHook', 'VimLayerDecayOptimWrapperConstructor']

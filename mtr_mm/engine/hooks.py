@@ -4,8 +4,8 @@ from typing import Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, get_rank
-from mmengine.hooks import Hook
+from mmengine.dist import all_gather_object, get_rank, is_main_process
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
@@ -168,6 +168,17 @@ class CollectUnderWorkDirHook(Hook):
         for metric in evaluator.metrics:
             if metric.collect_device == 'cpu' and metric.collect_dir is None:
                 metric.collect_dir = osp.join(work_dir, '.dist_collect')
+
+
+@HOOKS.register_module()
+class MainProcessLoggerHook(LoggerHook):
+    """mmengine's LoggerHook, except that only the main process writes the test metrics' JSON file.
+    mmengine dumps it from every rank to one path (the run's timestamp is shared), and two ranks
+    writing it at once can leave a corrupt file (a shorter record with the tail of a longer one)."""
+
+    def after_test_epoch(self, runner, metrics=None):
+        if is_main_process():
+            super().after_test_epoch(runner, metrics)
 
 
 @HOOKS.register_module()
