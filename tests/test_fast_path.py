@@ -7,15 +7,21 @@ code with mtr_mm. A whole forward through them must equal the PyTorch-ops forwar
 reduction, and training must keep to the differentiable wrappers.
 """
 import sys
+import traceback
 import types
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from mtr_mm.models import VisionMamba
+from mtr_mm.engine.hooks import non_finite_field
+from mtr_mm.models import VimBackbone, VisionMamba
 from mtr_mm.ops import backend as ops_backend
 from mtr_mm.ops import set_ops_backend
+from mtr_mm.reduction import REDUCERS
+from mtr_mm.reduction._matching import sort_by_position
+from mtr_mm.reduction.restore import RESTORE_MODES
 from test_ops import reference_scan
 
 DEPTH = 3
@@ -223,3 +229,60 @@ def test_cuda_graph_switch_is_eager_off_gpu():
     model.cuda_graph = True
     assert torch.equal(run(model, images, 'torch'), expected)
     assert all(not runner.graphs for runner in model._graph_runners.values())
+
+
+class HostReads(TorchDispatchMode):
+    """Records the ops called from mtr_mm's own code that make the host wait for the data: a scalar read
+    (``.item()``, ``bool()``/``int()`` of a tensor), a data-dependent shape (``nonzero``, boolean-mask
+    indexing, ``unique``, ``masked_select``). Such an op would stall every reduced forward on the GPU
+    and break CUDA-graph capture."""
+    OPS = {'_local_scalar_dense', 'nonzero', 'masked_select', 'unique_dim', '_unique2', 'unique_consecutive',
+           'repeat_interleave', 'equal', 'is_nonzero'}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name.split('::')[-1]
+        masks = name.startswith(('index', '_index_put')) and isinstance(args[1], (list, tuple)) and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])
+        if name in self.OPS or masks:
+            caller = next((f for f in reversed(traceback.extract_stack()[:-1]) if '/torch/' not in f.filename), None)
+            if caller is not None and '/mtr_mm/' in caller.filename:
+                self.reads.append(f'{name} at {caller.filename.split("/mtr_mm/")[-1]}:{caller.lineno}')
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_read_probe_sees_scalar_reads_and_masks():
+    probe = HostReads()
+    with probe:
+        t = torch.arange(3.)
+        t.sum().item(), bool(t[0] > 0), t[t > 0]
+    assert probe.reads == []  # called from this test, not from mtr_mm
+    with probe:
+        sort_by_position(torch.tensor([[2, 0, 1]]), torch.tensor([[0, 2]]))
+    assert probe.reads == []  # a pure function on tensors
+    with probe:
+        non_finite_field({'pred': torch.ones(2)})  # a test-time check that must look at the values
+    assert len(probe.reads) == 1 and 'engine/hooks.py' in probe.reads[0]
+
+
+@pytest.mark.parametrize('backend', ['torch', 'cuda'])
+@pytest.mark.parametrize('method', sorted(REDUCERS.module_dict))
+def test_reduced_forwards_never_wait_for_the_data(fake_kernels, backend, method):
+    """Every reducer, on both paths, classification (class token sorted and at the middle) and dense
+    (every restoration): once built, a reduced forward reads nothing of the data on the host."""
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    models = [build(dict(method=method, schedule=dict(layers=[0, 1], r=3), cls_position=position))
+              for position in (('sorted', 'middle') if method != 'tome' else ('sorted', ))]
+    if method != 'evit':  # EViT needs a class token
+        models += [VimBackbone(embed_dims=32, depth=DEPTH, img_size=64, out_type='featmap', out_indices=[0, 2],
+                               reduction=dict(method=method, schedule=dict(layers=[0, 1], r=3), restore=restore))
+                   .eval() for restore in RESTORE_MODES]
+    for model in models:
+        run(model, images, backend)  # the first call may solve and cache the schedule
+        probe = HostReads()
+        with probe:
+            run(model, images, backend)
+        assert probe.reads == [], f'{method}: {probe.reads}'

@@ -365,7 +365,7 @@ class VisionMamba(nn.Module):
         """Patch embed, the position embedding (its grid part resized to the input's grid; for video
         the spatial one shared by all frames plus the temporal one per frame), then the class token
         (its own position-embedding row added) at its place. Returns the initial token state."""
-        x, grid = self.patch_embed(images)
+        x, grid = self.patch_embed(images)  # a channel-major view of the convolution's output
         pos_embed = self.pos_embed
         if self.with_cls_token:
             row = cls_sequence_index(self.pos_grid[-2] * self.pos_grid[-1], self.cls_token_position)
@@ -376,10 +376,12 @@ class VisionMamba(nn.Module):
             if grid[0] != self.pos_grid[0]:
                 raise ValueError(f'this video model embeds {self.num_frames} frames ({self.pos_grid[0]} tubelets); '
                                  f'got a clip of {grid[0] * self.patch_embed.tubelet_size} frames')
-            frames = x.view(x.shape[0], grid[0], -1, x.shape[-1]) + pos_embed[:, None]
+            frames = pos_embed[:, None] + x.view(x.shape[0], grid[0], -1, x.shape[-1])
             x = (frames + self.temporal_pos_embedding[:, :, None]).flatten(1, 2)
         else:
-            x = x + pos_embed
+            x = pos_embed + x
+        # (the position embedding first: the sum is then written token-major, as the blocks and the
+        # fused norm read it, instead of in the convolution's layout, which the norm would copy)
         cls_position = self.cls_position(grid)
         if cls_position is not None:
             x = torch.cat([x[:, :cls_position], cls.expand(x.shape[0], -1, -1), x[:, cls_position:]], dim=1)
