@@ -130,7 +130,7 @@ class BiMambaMixer(nn.Module):
         """One direction on the channel-major (2E, B, L) in_proj output. Returns the gated y as
         (E, B, L) and, when asked, the per-token score (B, L) a reducer requested
         (``mtr_mm.reduction.scores``): mean Δ over inner channels (MTR) or mean clipped ungated y
-        (ToR-SSM / ToP-ViM), in this direction's token order.
+        (the ToR-SSM / ToP-ViM papers' importance), in this direction's token order.
 
         Channel-major is the layout mamba-ssm's fused inner function keeps: the kernels read their
         (B, E, L) operands as views of it (unit stride along L), and every projection is one plain

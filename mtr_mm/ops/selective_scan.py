@@ -52,8 +52,9 @@ def selective_scan(u: torch.Tensor,
         D, delta_bias: (E,) or None.  z: (batch, E, L) gate or None.
         delta_softplus: apply softplus to ``delta + delta_bias``.
         backend: None (process default), 'auto', 'torch' or 'cuda'.
-        return_ungated: also return y before the z gate (``<h_t, C_t> + D u_t``), which token
-            scores such as ToR-SSM's and ToP-ViM's read; costs nothing extra on either backend.
+        return_ungated: also return y before the z gate (``<h_t, C_t> + D u_t``), which the
+            'y_clip' token score (the ToR-SSM / ToP-ViM papers' importance) reads; costs nothing
+            extra on either backend.
 
     Returns:
         y: (batch, E, L) in ``u.dtype``; accumulation is fp32 (or wider) on both backends.

@@ -1,5 +1,6 @@
-"""PuMer-style merging as ToR-SSM (Zhan et al., EMNLP 2024) applied it to Mamba: ToMe's bipartite
-matching on the hidden states, with the survivors kept in spatial order."""
+"""PuMer-style merging as ToR-SSM (Zhan et al., EMNLP 2024) applied it to Mamba (its `pumer` strategy):
+ToMe's bipartite matching on the hidden states, with the survivors kept in spatial order. Not PuMer's
+own text-informed pruning or score-weighted merge (docs/reduction.md)."""
 from typing import Optional
 
 from torch import Tensor

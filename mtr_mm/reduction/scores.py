@@ -10,7 +10,8 @@ from torch import Tensor
 
 # 'delta_softplus': Δ as the scan uses it, softplus(dt_proj(x) + bias) (MTR's default);
 # 'delta': the same before the softplus;
-# 'y_clip': the SSM output y before the z gate, clipped at 0 (ToR-SSM's and ToP-ViM's importance).
+# 'y_clip': the SSM output y before the z gate, clipped at 0 (the importance of the ToR-SSM and ToP-ViM
+# papers as we read them; their released code scores other tensors, see docs/reduction.md).
 SCORE_REQUESTS = ('delta_softplus', 'delta', 'y_clip')
 
 
