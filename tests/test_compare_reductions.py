@@ -144,6 +144,7 @@ def test_knobs_are_chosen_on_val_and_the_choice_is_run_on_test(tmp_path):
     report = (tmp_path / 'results.md').read_text()
     assert "Layer sets, mtr's keep_ratio, similarity chosen on 5 validation images" in report
     assert '| mtr | -40% | - | keep_ratio=0.25 similarity=block | ' in report
+    assert '## Val-chosen minus shared on test: accuracy/top1, paired 95 % bootstrap interval' in report
 
 
 @pytest.mark.parametrize('extra, message', [
@@ -182,3 +183,20 @@ def test_paired_bootstrap_marks_methods_within_noise():
     marks = best_and_ties([best, close, far], 'm')
     assert marks == {id(best): 'best', id(close): 'tie'}
     assert interval(list(range(101))) == [2.5, 97.5]
+
+
+def test_val_choice_is_compared_with_the_shared_run_on_the_same_resamples():
+    from tools.analysis.compare_reductions import chosen_vs_shared_lines
+
+    def row(name, table, value, samples):
+        return dict(name=name, table=table, method='mtr', target=0.3, restore=None, layers=[6], metrics={'m': value},
+                    bootstrap=samples)
+
+    shared, own = 'shared layer set [6, 9, 12, 15, 18], default knobs', 'each method at its own val-chosen layer set'
+    old = row('mtr@0.3', shared, 50.0, [50.0, 48.0, 52.0, 50.0])
+    close = row('mtr@0.3 keep_ratio=0.25', own, 51.0, [49.0, 50.0, 53.0, 52.0])   # differences -1, 2, 1, 2
+    lines = chosen_vs_shared_lines([old, close], 'm')
+    assert lines[-1].startswith('| mtr | -30% | - | 50.00 | 51.00 | +1.00 [-0.8') and lines[-1].endswith('| yes |')
+    far = row('mtr@0.3 keep_ratio=0.75', own, 60.0, [60.0, 59.0, 62.0, 61.0])      # always 9+ above
+    assert chosen_vs_shared_lines([old, far], 'm')[-1].endswith('| no |')
+    assert chosen_vs_shared_lines([old, dict(old, table=own)], 'm') == []  # the same run in both tables

@@ -36,7 +36,8 @@ chosen jointly with its layer set: its candidates are every layer set x every co
 knob values (layer sets outermost, then the knobs in the order given, each knob's values in the order
 given: list the shipped value first and a tie keeps it); other methods keep their default knobs. Test
 then reports every method at the one shared layer set (--layers, default the shipped one) with its
-default knobs, and at its own val-chosen set and knobs.
+default knobs, and at its own val-chosen set and knobs, and where the two differ, the val-chosen run
+minus the shared one with the 95 % interval of that paired bootstrap difference.
 """
 import argparse
 import ast
@@ -392,6 +393,32 @@ def selection_lines(rows: list, metric: str) -> list:
     return lines
 
 
+def chosen_vs_shared_lines(rows: list, metric: str) -> list:
+    """--select-on val: per method and target whose val-chosen run differs from its shared-table run
+    (another layer set or knobs), chosen minus shared on the same resampled test images, with the
+    95 % interval of that paired difference; within noise when it includes 0."""
+    tables = groups(rows)
+    shared = {(r['restore'], r['method'], r['target']): r for (_, name), table in tables.items()
+              if name.startswith('shared') for r in table}
+    pairs = []
+    for (_, name), table in tables.items():
+        for r in table if name.startswith('each method') else []:
+            old = shared.get((r['restore'], r['method'], r['target']))
+            if old is not None and old['name'] != r['name'] and old.get('bootstrap') and r.get('bootstrap'):
+                pairs.append((old, r))
+    if not pairs:
+        return []
+    lines = ['', f'## Val-chosen minus shared on test: {metric}, paired 95 % bootstrap interval', '',
+             '| method | target | restoration | shared | val-chosen | difference | within noise |', '|---' * 7 + '|']
+    for old, new in pairs:
+        low, high = interval(list(np.array(new['bootstrap']) - np.array(old['bootstrap'])))
+        lines.append(f'| {new["method"]} | -{new["target"]:.0%} | {new["restore"] or "-"} | '
+                     f'{old["metrics"][metric]:.2f} | {new["metrics"][metric]:.2f} | '
+                     f'{new["metrics"][metric] - old["metrics"][metric]:+.2f} [{low:+.1f}, {high:+.1f}] | '
+                     f'{"yes" if low <= 0 <= high else "no"} |')
+    return lines
+
+
 def chosen_note(results: dict) -> str:
     """What the validation split chose: the layer sets, and the knobs of the methods that had candidates."""
     knobs = {m: list(grid) for m, grid in results.get('knob_candidates', {}).items()}
@@ -423,6 +450,7 @@ def write_report(results: dict, out_dir: str):
         chosen = table_name.startswith('each method')
         lines += ['', f'## {title}: {metric} (GFLOPs)', '']
         lines += method_table(table, lambda r: cell_text(r, metric, marks.get(id(r)), chosen))
+    lines += chosen_vs_shared_lines(rows, metric)
     lines += selection_lines(all_rows, metric)
     others = [k for k in base['metrics'] if k != metric]
     lines += ['', '## Every run', '', f'| run | FLOPs reduction | GFLOPs | {metric} | Δ | ' + ' | '.join(others) + ' |',
