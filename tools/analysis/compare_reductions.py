@@ -331,7 +331,7 @@ def completeness(results: dict) -> list:
     if 'plan' not in results:
         return ['**No run plan recorded** (results written by an older version): this report may be incomplete.', '']
     if results['plan'] is None:
-        return ['**Partial report**: interrupted while the layer sets were being chosen on the validation split.', '']
+        return ['**Partial report**: interrupted while the validation split was choosing (layer sets, knobs).', '']
     done = {r['name'] for r in results['rows'] if r.get('split', 'test') == 'test'}
     missing = [name for name in results['plan'] if name not in done]
     if not missing:
