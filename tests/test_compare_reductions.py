@@ -200,3 +200,15 @@ def test_val_choice_is_compared_with_the_shared_run_on_the_same_resamples():
     far = row('mtr@0.3 keep_ratio=0.75', own, 60.0, [60.0, 59.0, 62.0, 61.0])      # always 9+ above
     assert chosen_vs_shared_lines([old, far], 'm')[-1].endswith('| no |')
     assert chosen_vs_shared_lines([old, dict(old, table=own)], 'm') == []  # the same run in both tables
+
+
+def test_knob_search_grid_and_one_at_a_time():
+    from tools.analysis.compare_reductions import knob_combinations
+    grid = {'mtr': {'keep_ratio': [0.25, 0.5], 'merge_weights': ['size', 'mean']}}
+    assert knob_combinations(grid, 'mtr') == [dict(keep_ratio=0.25, merge_weights='size'),
+                                              dict(keep_ratio=0.25, merge_weights='mean'),
+                                              dict(keep_ratio=0.5, merge_weights='size'),
+                                              dict(keep_ratio=0.5, merge_weights='mean')]
+    # the shipped knobs first (a tie keeps them), then one knob at a time at its other candidates
+    assert knob_combinations(grid, 'mtr', 'one-at-a-time') == [{}, dict(keep_ratio=0.25), dict(merge_weights='mean')]
+    assert knob_combinations(grid, 'random') == knob_combinations(grid, 'random', 'one-at-a-time') == [{}]

@@ -34,7 +34,9 @@ read other images than its test_dataloader) is chosen, at each target (or once, 
 ties go to the earlier candidate. With --knob-candidates METHOD.KNOB=V1,V2,..., a method's knobs are
 chosen jointly with its layer set: its candidates are every layer set x every combination of its
 knob values (layer sets outermost, then the knobs in the order given, each knob's values in the order
-given: list the shipped value first and a tie keeps it); other methods keep their default knobs. Test
+given: list the shipped value first and a tie keeps it); with --knob-search one-at-a-time, only its
+default knobs and each knob alone changed to each other candidate value (first, so a tie keeps the
+defaults); other methods keep their default knobs. Test
 then reports every method at the one shared layer set (--layers, default the shipped one) with its
 default knobs, and at its own val-chosen set and knobs, and where the two differ, the val-chosen run
 minus the shared one with the 95 % interval of that paired bootstrap difference.
@@ -42,6 +44,7 @@ minus the shared one with the 95 % interval of that paired bootstrap difference.
 import argparse
 import ast
 import copy
+import inspect
 import itertools
 import logging
 import os
@@ -91,6 +94,9 @@ def parse_args(argv=None):
     parser.add_argument('--knob-candidates', nargs='+', type=knob_values, metavar='METHOD.KNOB=V1,V2',
                         help="reducer knob values --select-on chooses from, jointly with the layer set "
                              '(e.g. mtr.keep_ratio=0.25,0.5 mtr.similarity=hidden,block)')
+    parser.add_argument('--knob-search', choices=['grid', 'one-at-a-time'], default='grid',
+                        help='grid: every combination of the knob candidates; one-at-a-time: the default knobs '
+                             'and each single knob changed to one of its other candidates (fewer runs)')
     parser.add_argument('--select-target', type=float, help='choose once per method at this FLOPs reduction '
                         '(default: at every target)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
@@ -142,10 +148,14 @@ def knob_grid(items: list, methods: list, error) -> dict:
     return grid
 
 
-def knob_combinations(grid: dict, method: str) -> list:
+def knob_combinations(grid: dict, method: str, search: str = 'grid') -> list:
     """The knob settings a method is chosen among: every combination of its candidate values (the
-    first knob's values varying slowest), or only its defaults ({})."""
+    first knob's values varying slowest), or with ``search='one-at-a-time'`` its defaults ({}) and then
+    each knob alone at each of its non-default candidates; only its defaults ({}) without candidates."""
     knobs = grid.get(method, {})
+    if search == 'one-at-a-time':
+        defaults = inspect.signature(REDUCERS.get(method).__init__).parameters
+        return [{}] + [{k: v} for k, values in knobs.items() for v in values if v != defaults[k].default]
     return [dict(zip(knobs, values)) for values in itertools.product(*knobs.values())]
 
 
@@ -181,8 +191,8 @@ def select_on_val(val_runner, args, restores, results, metric: str) -> dict:
     for restore in restores:
         for method in args.methods:
             for target in select_targets:
-                best = None
-                for layers, knobs in itertools.product(candidates, knob_combinations(args.knob_candidates, method)):
+                best, settings = None, knob_combinations(args.knob_candidates, method, args.knob_search)
+                for layers, knobs in itertools.product(candidates, settings):
                     spec = dict(name=spec_name(method, target, layers, restore, 'val ', knobs), method=method,
                                 target=target, layers=layers, knobs=knobs, restore=restore, split='val')
                     row = evaluate_run(val_runner, spec)
@@ -422,7 +432,8 @@ def chosen_vs_shared_lines(rows: list, metric: str) -> list:
 def chosen_note(results: dict) -> str:
     """What the validation split chose: the layer sets, and the knobs of the methods that had candidates."""
     knobs = {m: list(grid) for m, grid in results.get('knob_candidates', {}).items()}
-    return 'Layer sets' + ''.join(f', {m}\'s {", ".join(k)}' for m, k in knobs.items())
+    search = ' (one knob at a time from the defaults)' if knobs and results['knob_search'] == 'one-at-a-time' else ''
+    return 'Layer sets' + ''.join(f', {m}\'s {", ".join(k)}' for m, k in knobs.items()) + search
 
 
 def write_report(results: dict, out_dir: str):
@@ -516,7 +527,7 @@ def main(argv=None):
     record_run(results, base, args.out_dir, summary)
     if args.select_on:
         results.update(val_images=len(val_runner.test_dataloader.dataset), knob_candidates=args.knob_candidates,
-                       chosen=[])
+                       knob_search=args.knob_search, chosen=[])
         chosen = select_on_val(val_runner, args, restores, results, metric)
         specs = test_specs(args, layer_sets, restores, chosen)
         results['plan'] = [spec['name'] for spec in specs]
