@@ -35,11 +35,11 @@ ties go to the earlier candidate. With --knob-candidates METHOD.KNOB=V1,V2,..., 
 chosen jointly with its layer set: its candidates are every layer set x every combination of its
 knob values (layer sets outermost, then the knobs in the order given, each knob's values in the order
 given: list the shipped value first and a tie keeps it); with --knob-search one-at-a-time, only its
-default knobs and each knob alone changed to each other candidate value (first, so a tie keeps the
-defaults); other methods keep their default knobs. Test
-then reports every method at the one shared layer set (--layers, default the shipped one) with its
-default knobs, and at its own val-chosen set and knobs, and where the two differ, the val-chosen run
-minus the shared one with the 95 % interval of that paired bootstrap difference.
+default knobs (first, so a tie keeps them) and each knob alone changed to each of its other candidate
+values. Other methods keep their default knobs. Test then reports every method at the one shared layer
+set (--layers, default the shipped one) with its default knobs, and at its own val-chosen set and knobs,
+and where the two differ, the val-chosen run minus the shared one with the 95 % interval of that paired
+bootstrap difference.
 """
 import argparse
 import ast
