@@ -204,11 +204,11 @@ def test_val_choice_is_compared_with_the_shared_run_on_the_same_resamples():
 
 def test_knob_search_grid_and_one_at_a_time():
     from tools.analysis.compare_reductions import knob_combinations
-    grid = {'mtr': {'keep_ratio': [0.25, 0.5], 'merge_weights': ['size', 'mean']}}
+    grid = {'mtr': {'keep_ratio': [0.25, 0.5], 'merge_weights': ['size', 'mean']}, 'random': {'seed': [0, 1, 2]}}
     assert knob_combinations(grid, 'mtr') == [dict(keep_ratio=0.25, merge_weights='size'),
                                               dict(keep_ratio=0.25, merge_weights='mean'),
                                               dict(keep_ratio=0.5, merge_weights='size'),
                                               dict(keep_ratio=0.5, merge_weights='mean')]
-    # the shipped knobs first (a tie keeps them), then one knob at a time at its other candidates
-    assert knob_combinations(grid, 'mtr', 'one-at-a-time') == [{}, dict(keep_ratio=0.25), dict(merge_weights='mean')]
-    assert knob_combinations(grid, 'random') == knob_combinations(grid, 'random', 'one-at-a-time') == [{}]
+    # the reducer's defaults first (a tie keeps them), then one knob at a time at its other candidates
+    assert knob_combinations(grid, 'random', 'one-at-a-time') == [{}, dict(seed=1), dict(seed=2)]  # seed=0: default
+    assert knob_combinations(grid, 'evit') == knob_combinations(grid, 'evit', 'one-at-a-time') == [{}]
