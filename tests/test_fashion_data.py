@@ -256,7 +256,7 @@ def test_evaluation_of_every_reducer_on_cpu(trained, tmp_path):
     assert all('top1' in r for r in ablation) and rows['mtr@0.4 defaults']['top1'] == rows['mtr@0.4']['top1']
     assert (out / 'top1_vs_gflops.png').stat().st_size > 0
     report = (out / 'results.md').read_text()
-    assert '| mtr@0.4 keep_ratio=0.75 |' in report
+    assert '| mtr@0.4 keep_ratio=0.5 |' in report
     again = tmp_path / 'again'
     run_script('tools/benchmarks/eval_reduction_cls.py', '--report-only', out / 'results.json', '--out-dir', again)
     assert (again / 'results.md').read_text() == report

@@ -51,7 +51,8 @@ def build_reducer(cfg: Union[str, dict, BaseReducer]) -> BaseReducer:
     kwargs = {k: v for k, v in cfg.items() if k != 'type'}
     # Looked up directly: REDUCERS.build would search the task library's scope (mmseg, ...) first.
     reducer = REDUCERS.get(name)
-    knobs = [k for k in inspect.signature(reducer.__init__).parameters if k != 'self']
+    parameters = inspect.signature(reducer.__init__).parameters.values()  # a reducer without __init__: object's
+    knobs = [p.name for p in parameters if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     unknown = sorted(set(kwargs) - set(knobs))
     if unknown:
         raise ValueError(f'reducer {name!r} has no knob {", ".join(unknown)}; its knobs: {knobs or "none"}')

@@ -9,6 +9,9 @@ ADE20K mIoU, COCO AP, Kinetics-400 top-1, ...) for every method at every FLOPs r
     # the honest protocol: each method's layer set chosen on the validation split, reported on test
     python tools/analysis/compare_reductions.py CONFIG CKPT --select-on val \
         --layer-candidates 6,9,12,15,18 4,8,12,16,20 5,9,13,17,21
+    # ... and MTR's knobs too, jointly with its layer set (every layer set x every knob combination)
+    python tools/analysis/compare_reductions.py CONFIG CKPT --methods mtr --select-on val \
+        --knob-candidates mtr.keep_ratio=0.5,0.25,0.75 mtr.similarity=hidden,block
     # rebuild the markdown + plot from a results file
     python tools/analysis/compare_reductions.py --report-only OUT/results.json --out-dir OUT
 
@@ -28,11 +31,21 @@ best one of its column includes 0 is marked as within noise of it.
 --select-on val: nothing is chosen on the test images. For each method (and restoration mode), the
 layer set among --layer-candidates with the best metric on the config's val_dataloader (which must
 read other images than its test_dataloader) is chosen, at each target (or once, at --select-target);
-ties go to the earlier candidate. Test then reports every method at the one shared layer set
-(--layers, default the shipped one) and at its own val-chosen set.
+ties go to the earlier candidate. With --knob-candidates METHOD.KNOB=V1,V2,..., a method's knobs are
+chosen jointly with its layer set: its candidates are every layer set x every combination of its
+knob values (layer sets outermost, then the knobs in the order given, each knob's values in the order
+given: list the shipped value first and a tie keeps it); with --knob-search one-at-a-time, only its
+default knobs (first, so a tie keeps them) and each knob alone changed to each of its other candidate
+values. Other methods keep their default knobs. Test then reports every method at the one shared layer
+set (--layers, default the shipped one) with its default knobs, and at its own val-chosen set and knobs,
+and where the two differ, the val-chosen run minus the shared one with the 95 % interval of that paired
+bootstrap difference.
 """
 import argparse
+import ast
 import copy
+import inspect
+import itertools
 import logging
 import os
 import os.path as osp
@@ -48,7 +61,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mtr_mm.apis import load_config, task_library  # noqa: E402
 from mtr_mm.apis.runner import check_writable  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
-from mtr_mm.reduction import REDUCERS  # noqa: E402
+from mtr_mm.reduction import REDUCERS, build_reducer  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
 from tools import cli  # noqa: E402
 from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
@@ -78,6 +91,12 @@ def parse_args(argv=None):
                         'val_dataloader (other images than the test set), then report on test')
     parser.add_argument('--layer-candidates', nargs='+', type=layer_list, metavar='L1,L2,...',
                         help='the layer sets --select-on chooses from (default: --layers)')
+    parser.add_argument('--knob-candidates', nargs='+', type=knob_values, metavar='METHOD.KNOB=V1,V2',
+                        help="reducer knob values --select-on chooses from, jointly with the layer set "
+                             '(e.g. mtr.keep_ratio=0.25,0.5 mtr.similarity=hidden,block)')
+    parser.add_argument('--knob-search', choices=['grid', 'one-at-a-time'], default='grid',
+                        help='grid: every combination of the knob candidates; one-at-a-time: the default knobs '
+                             'and each single knob changed to one of its other candidates (fewer runs)')
     parser.add_argument('--select-target', type=float, help='choose once per method at this FLOPs reduction '
                         '(default: at every target)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, k=v')
@@ -87,8 +106,57 @@ def parse_args(argv=None):
         parser.error('give CONFIG and CHECKPOINT (or --report-only results.json)')
     if not args.select_on and (args.layer_candidates or args.select_target is not None):
         parser.error('--layer-candidates and --select-target choose on a split: add --select-on val')
+    if args.knob_candidates and not args.select_on:
+        parser.error('--knob-candidates choose on a split: add --select-on val')
+    args.knob_candidates = knob_grid(args.knob_candidates or [], args.methods, parser.error)
     check_writable(args.out_dir, '--out-dir', folder=True)
     return args
+
+
+def knob_values(text: str) -> tuple:
+    """argparse type of METHOD.KNOB=V1,V2,...: (method, knob, [values]); each value a Python literal
+    (0.25, True) or else a string (hidden)."""
+    name, _, values = text.partition('=')
+    method, _, knob = name.partition('.')
+    if not (method and knob and values):
+        raise argparse.ArgumentTypeError(f'{text!r} is not METHOD.KNOB=V1,V2,... (e.g. mtr.keep_ratio=0.25,0.5)')
+
+    def value(item):
+        try:
+            return ast.literal_eval(item)
+        except (ValueError, SyntaxError):
+            return item
+    return method, knob, [value(item) for item in values.split(',')]
+
+
+def knob_grid(items: list, methods: list, error) -> dict:
+    """method -> {knob: [values]}, every value checked by building the reducer with it (``error`` on
+    a method not compared, a knob given twice, a knob the reducer lacks or a value it refuses)."""
+    grid = {}
+    for method, knob, values in items:
+        if method not in methods:
+            error(f'--knob-candidates {method}.{knob}: {method!r} is not among the compared methods {methods} '
+                  '(add it to --methods or drop its knobs)')
+        if knob in grid.setdefault(method, {}):
+            error(f'--knob-candidates: {method}.{knob} is given twice; give all its values in one METHOD.KNOB=V1,V2')
+        for value in values:
+            try:
+                build_reducer(dict(type=method, **{knob: value}))
+            except (ValueError, TypeError) as refused:
+                error(f'--knob-candidates {method}.{knob}={value!r}: {refused}')
+        grid[method][knob] = values
+    return grid
+
+
+def knob_combinations(grid: dict, method: str, search: str = 'grid') -> list:
+    """The knob settings a method is chosen among: every combination of its candidate values (the
+    first knob's values varying slowest), or with ``search='one-at-a-time'`` its defaults ({}) and then
+    each knob alone at each of its non-default candidates; only its defaults ({}) without candidates."""
+    knobs = grid.get(method, {})
+    if search == 'one-at-a-time':
+        defaults = inspect.signature(REDUCERS.get(method).__init__).parameters
+        return [{}] + [{k: v} for k, values in knobs.items() for v in values if v != defaults[k].default]
+    return [dict(zip(knobs, values)) for values in itertools.product(*knobs.values())]
 
 
 def run_specs(methods, targets, layer_sets, restores) -> list:
@@ -105,46 +173,59 @@ def run_specs(methods, targets, layer_sets, restores) -> list:
     return specs
 
 
-def spec_name(method, target, layers, restore, split='') -> str:
-    return f'{split}{method}@{target} L{",".join(map(str, layers))}' + (f' {restore}' if restore else '')
+def knobs_text(knobs: dict) -> str:
+    return ' '.join(f'{k}={v}' for k, v in knobs.items())
 
 
-def select_layers(val_runner, args, restores, results, metric: str) -> dict:
-    """(restore, method, target) -> the candidate layer set with the best val metric (ties: the
-    earlier candidate); every val run is recorded with split 'val'."""
+def spec_name(method, target, layers, restore, split='', knobs=None) -> str:
+    return (f'{split}{method}@{target} L{",".join(map(str, layers))}' + (f' {restore}' if restore else '')
+            + (f' {knobs_text(knobs)}' if knobs else ''))
+
+
+def select_on_val(val_runner, args, restores, results, metric: str) -> dict:
+    """(restore, method, target) -> (layer set, knobs) of the candidate with the best val metric (ties:
+    the earlier candidate); every val run is recorded with split 'val', every choice in results['chosen']."""
     candidates = args.layer_candidates or args.layers or [shipped_layers()]
     select_targets = [args.select_target] if args.select_target is not None else args.targets
     chosen = {}
     for restore in restores:
         for method in args.methods:
             for target in select_targets:
-                best = None
-                for layers in candidates:
-                    spec = dict(name=spec_name(method, target, layers, restore, 'val '), method=method, target=target,
-                                layers=layers, restore=restore, split='val')
+                best, settings = None, knob_combinations(args.knob_candidates, method, args.knob_search)
+                for layers, knobs in itertools.product(candidates, settings):
+                    spec = dict(name=spec_name(method, target, layers, restore, 'val ', knobs), method=method,
+                                target=target, layers=layers, knobs=knobs, restore=restore, split='val')
                     row = evaluate_run(val_runner, spec)
                     record_run(results, row, args.out_dir, lambda r: f'{metric} {r["metrics"][metric]:7.2f} (val)')
                     if 'error' not in row and (best is None or row['metrics'][metric] > best['metrics'][metric]):
                         best = row
+                if best is None:  # the target is out of reach for every candidate
+                    continue
                 for t in (args.targets if args.select_target is not None else [target]):
-                    chosen[(restore, method, t)] = best['layers'] if best is not None else None
+                    chosen[(restore, method, t)] = (best['layers'], best['knobs'])
+                    results['chosen'].append(dict(restore=restore, method=method, target=t, chosen_on='val',
+                                                  layers=best['layers'], knobs=best['knobs'],
+                                                  val_metric=best['metrics'][metric]))
     return chosen
 
 
 def test_specs(args, layer_sets, restores, chosen) -> list:
-    """The test runs of --select-on val: every method at the shared layer set, then at its own
-    val-chosen set (a run already made at the shared set is reused, not repeated)."""
+    """The test runs of --select-on val: every method at the shared layer set with its default knobs,
+    then at its own val-chosen set and knobs (a run already made is reused, not repeated)."""
     shared = layer_sets[0]
+    knobs = ' and knobs' if args.knob_candidates else ''
     specs = [dict(name='none', method=None, target=None, layers=None, restore=None)]
-    for table, layers_of in ((f'shared layer set {list(shared)}', lambda key: shared),
-                             ('each method at its own val-chosen layer set', chosen.get)):
+    for table, choice_of in ((f'shared layer set {list(shared)}' + (', default knobs' if knobs else ''),
+                              lambda key: (shared, {})),
+                             (f'each method at its own val-chosen layer set{knobs}', chosen.get)):
         for restore in restores:
             for method in args.methods:
                 for target in args.targets:
-                    layers = layers_of((restore, method, target))
-                    if layers is not None:
-                        specs.append(dict(name=spec_name(method, target, layers, restore), method=method,
-                                          target=target, layers=layers, restore=restore, table=table))
+                    choice = choice_of((restore, method, target))
+                    if choice is not None:
+                        specs.append(dict(name=spec_name(method, target, choice[0], restore, knobs=choice[1]),
+                                          method=method, target=target, layers=choice[0], knobs=choice[1],
+                                          restore=restore, table=table))
     return specs
 
 
@@ -213,7 +294,8 @@ def interval(samples: list) -> list:
 def reduction_of(spec: dict):
     if spec['method'] is None:
         return None
-    reduction = dict(method=spec['method'], schedule=dict(layers=spec['layers'], flops_reduction=spec['target']))
+    method = dict(type=spec['method'], **spec['knobs']) if spec.get('knobs') else spec['method']
+    reduction = dict(method=method, schedule=dict(layers=spec['layers'], flops_reduction=spec['target']))
     if spec['restore'] is not None:  # dense models
         reduction['restore'] = spec['restore']
     return reduction
@@ -259,7 +341,7 @@ def completeness(results: dict) -> list:
     if 'plan' not in results:
         return ['**No run plan recorded** (results written by an older version): this report may be incomplete.', '']
     if results['plan'] is None:
-        return ['**Partial report**: interrupted while the layer sets were being chosen on the validation split.', '']
+        return ['**Partial report**: interrupted while the validation split was choosing (layer sets, knobs).', '']
     done = {r['name'] for r in results['rows'] if r.get('split', 'test') == 'test'}
     missing = [name for name in results['plan'] if name not in done]
     if not missing:
@@ -291,31 +373,67 @@ def cell_text(row: dict, metric: str, mark: str = None, with_layers: bool = Fals
         text += f' [{row["interval"][0]:.1f}, {row["interval"][1]:.1f}]'
     text += f' ({row["gflops"]:.3f} G)'
     if with_layers:
-        text += f' L{",".join(map(str, row["layers"]))}'
+        text += f' L{",".join(map(str, row["layers"]))}' + (f' {knobs_text(row["knobs"])}' if row.get('knobs') else '')
     return text
 
 
 def selection_lines(rows: list, metric: str) -> list:
-    """The val runs: per method and target, each candidate's val metric, the chosen one in bold."""
+    """The val runs: per method, target and knob setting, each candidate layer set's val metric; the
+    chosen candidate of each method and target in bold."""
     val = [r for r in rows if r.get('split') == 'val']
     if not val:
         return []
-    lines = ['', f'## Chosen on the validation split: {metric} on val per candidate layer set (chosen in bold)', '',
-             '| method | target | restoration | ' + ' | '.join(
-                 ','.join(map(str, c)) for c in dict.fromkeys(tuple(r['layers']) for r in val)) + ' |']
     candidates = list(dict.fromkeys(tuple(r['layers']) for r in val))
-    lines.append('|---' * (3 + len(candidates)) + '|')
+    lines = ['', f'## Chosen on the validation split: {metric} on val per candidate (chosen in bold)', '',
+             '| method | target | restoration | knobs | ' + ' | '.join(','.join(map(str, c)) for c in candidates)
+             + ' |', '|---' * (4 + len(candidates)) + '|']
     for key in dict.fromkeys((r['method'], r['target'], r['restore']) for r in val):
-        runs = {tuple(r['layers']): r for r in val if (r['method'], r['target'], r['restore']) == key}
+        runs = {(tuple(r['layers']), knobs_text(r.get('knobs') or {})): r for r in val
+                if (r['method'], r['target'], r['restore']) == key}
         ok = [r for r in runs.values() if 'error' not in r]
         best = max(ok, key=lambda r: r['metrics'][metric]) if ok else None  # first maximum: earlier candidate
-        cells = []
-        for c in candidates:
-            r = runs.get(c)
-            text = 'n/a' if r is None or 'error' in r else f'{r["metrics"][metric]:.2f}'
-            cells.append(f'**{text}**' if r is best else text)
-        lines.append(f'| {key[0]} | -{key[1]:.0%} | {key[2] or "-"} | ' + ' | '.join(cells) + ' |')
+        for knobs in dict.fromkeys(knobs for _, knobs in runs):
+            cells = []
+            for c in candidates:
+                r = runs.get((c, knobs))
+                text = 'n/a' if r is None or 'error' in r else f'{r["metrics"][metric]:.2f}'
+                cells.append(f'**{text}**' if r is best else text)
+            lines.append(f'| {key[0]} | -{key[1]:.0%} | {key[2] or "-"} | {knobs or "default"} | ' + ' | '.join(cells)
+                         + ' |')
     return lines
+
+
+def chosen_vs_shared_lines(rows: list, metric: str) -> list:
+    """--select-on val: per method and target whose val-chosen run differs from its shared-table run
+    (another layer set or knobs), chosen minus shared on the same resampled test images, with the
+    95 % interval of that paired difference; within noise when it includes 0."""
+    tables = groups(rows)
+    shared = {(r['restore'], r['method'], r['target']): r for (_, name), table in tables.items()
+              if name.startswith('shared') for r in table}
+    pairs = []
+    for (_, name), table in tables.items():
+        for r in table if name.startswith('each method') else []:
+            old = shared.get((r['restore'], r['method'], r['target']))
+            if old is not None and old['name'] != r['name'] and old.get('bootstrap') and r.get('bootstrap'):
+                pairs.append((old, r))
+    if not pairs:
+        return []
+    lines = ['', f'## Val-chosen minus shared on test: {metric}, paired 95 % bootstrap interval', '',
+             '| method | target | restoration | shared | val-chosen | difference | within noise |', '|---' * 7 + '|']
+    for old, new in pairs:
+        low, high = interval(list(np.array(new['bootstrap']) - np.array(old['bootstrap'])))
+        lines.append(f'| {new["method"]} | -{new["target"]:.0%} | {new["restore"] or "-"} | '
+                     f'{old["metrics"][metric]:.2f} | {new["metrics"][metric]:.2f} | '
+                     f'{new["metrics"][metric] - old["metrics"][metric]:+.2f} [{low:+.1f}, {high:+.1f}] | '
+                     f'{"yes" if low <= 0 <= high else "no"} |')
+    return lines
+
+
+def chosen_note(results: dict) -> str:
+    """What the validation split chose: the layer sets, and the knobs of the methods that had candidates."""
+    knobs = {m: list(grid) for m, grid in results.get('knob_candidates', {}).items()}
+    search = ' (one knob at a time from the defaults)' if knobs and results['knob_search'] == 'one-at-a-time' else ''
+    return 'Layer sets' + ''.join(f', {m}\'s {", ".join(k)}' for m, k in knobs.items()) + search
 
 
 def write_report(results: dict, out_dir: str):
@@ -327,8 +445,8 @@ def write_report(results: dict, out_dir: str):
         raise ValueError('no report: the results hold no finished unreduced run (interrupted before the first run '
                          'ended); run the comparison again')
     metric = results['metric']
-    val_note = (f' Layer sets chosen on {results["val_images"]} validation images (other images), reported on test.'
-                if results.get('val_images') else '')
+    val_note = (f' {chosen_note(results)} chosen on {results["val_images"]} validation images (other images), '
+                'reported on test.' if results.get('val_images') else '')
     lines = [f'# Token reducers compared: {results["config"]}', '', *completeness(results),
              f'Checkpoint `{results["checkpoint"]}`, {results["images"]} test images; `{metric}` from the config\'s '
              'evaluator with its 95 % bootstrap interval over the test images; backbone GFLOPs per image as run '
@@ -343,6 +461,7 @@ def write_report(results: dict, out_dir: str):
         chosen = table_name.startswith('each method')
         lines += ['', f'## {title}: {metric} (GFLOPs)', '']
         lines += method_table(table, lambda r: cell_text(r, metric, marks.get(id(r)), chosen))
+    lines += chosen_vs_shared_lines(rows, metric)
     lines += selection_lines(all_rows, metric)
     others = [k for k in base['metrics'] if k != metric]
     lines += ['', '## Every run', '', f'| run | FLOPs reduction | GFLOPs | {metric} | Δ | ' + ' | '.join(others) + ' |',
@@ -407,15 +526,16 @@ def main(argv=None):
     summary = lambda r: f'{metric} {r["metrics"][metric]:7.2f}  {r["gflops"]:.3f} GFLOPs'  # noqa: E731
     record_run(results, base, args.out_dir, summary)
     if args.select_on:
-        results['val_images'] = len(val_runner.test_dataloader.dataset)
-        chosen = select_layers(val_runner, args, restores, results, metric)
+        results.update(val_images=len(val_runner.test_dataloader.dataset), knob_candidates=args.knob_candidates,
+                       knob_search=args.knob_search, chosen=[])
+        chosen = select_on_val(val_runner, args, restores, results, metric)
         specs = test_specs(args, layer_sets, restores, chosen)
         results['plan'] = [spec['name'] for spec in specs]
     done = {}
     for spec in specs[1:]:
-        key = (spec['method'], spec['target'], tuple(spec['layers']), spec['restore'])
-        row = dict(done[key], table=spec['table']) if key in done else evaluate_run(runner, spec, kept, metric)
-        done[key] = row
+        name = spec['name']  # method, target, layer set, restoration and knobs
+        row = dict(done[name], table=spec['table']) if name in done else evaluate_run(runner, spec, kept, metric)
+        done[name] = row
         record_run(results, row, args.out_dir, summary)
     write_report(results, args.out_dir)
 

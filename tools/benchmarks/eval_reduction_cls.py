@@ -16,8 +16,8 @@ Runs, all on the same images (the fixed test set of train_fashion_cls.py: images
 - every reducer (--methods) at every FLOPs reduction (--targets), one schedule layer set for all
   (--layers), each solved into tokens per layer by the project's target schedule;
 - the MTR ablation at --ablation-targets, one open choice changed at a time from the defaults
-  (post-softplus Δ, keep_ratio 0.5, size-weighted merge, hidden-state similarity, --layers):
-  delta_activation 'none', keep_ratio 0 / 0.25 / 0.75, merge_weights 'mean', similarity 'block',
+  (post-softplus Δ, keep_ratio 0.75, plain-mean merge, residual + hidden similarity, --layers):
+  delta_activation 'none', keep_ratio 0 / 0.25 / 0.5, merge_weights 'size', similarity 'hidden',
   and each of --ablation-layers.
 
 GFLOPs: the analytic counter, one scan direction (the convention of the published 1.45 G of Vim-T),
@@ -44,9 +44,9 @@ from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report
                                 save_figure, shipped_layers)
 
 METHODS = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
-# One MTR choice changed at a time from its defaults (keep_ratio 0.5, 'hidden', 'size', 'softplus').
-ABLATION = (('delta_activation', ('none', )), ('keep_ratio', (0.0, 0.25, 0.75)), ('merge_weights', ('mean', )),
-            ('similarity', ('block', )))
+# One MTR choice changed at a time from its defaults (keep_ratio 0.75, 'block', 'mean', 'softplus').
+ABLATION = (('delta_activation', ('none', )), ('keep_ratio', (0.0, 0.25, 0.5)), ('merge_weights', ('size', )),
+            ('similarity', ('hidden', )))
 
 
 def parse_args(argv=None):

@@ -8,6 +8,7 @@
 # Switch the method with --cfg-options model.backbone.reduction.method=tome (random, evit, tome,
 # pumer, utr, hsa), the target with model.backbone.reduction.schedule.flops_reduction=0.3.
 reduction = dict(
+    # MTR's knobs are its defaults (mtr_mm/reduction/mtr.py), chosen on the same validation images.
     method=dict(type='mtr'),  # a dict, so knobs can be set from the command line (method.keep_ratio=0.25)
     schedule=dict(layers=[6, 9, 12, 15, 18], flops_reduction=0.4),
     restore='unmerge')
