@@ -51,9 +51,15 @@ def build_reducer(cfg: Union[str, dict, BaseReducer]) -> BaseReducer:
     kwargs = {k: v for k, v in cfg.items() if k != 'type'}
     # Looked up directly: REDUCERS.build would search the task library's scope (mmseg, ...) first.
     reducer = REDUCERS.get(name)
-    parameters = inspect.signature(reducer.__init__).parameters.values()  # a reducer without __init__: object's
-    knobs = [p.name for p in parameters if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    knobs = list(reducer_knobs(name))
     unknown = sorted(set(kwargs) - set(knobs))
     if unknown:
         raise ValueError(f'reducer {name!r} has no knob {", ".join(unknown)}; its knobs: {knobs or "none"}')
     return reducer(**kwargs)
+
+
+def reducer_knobs(name: str) -> dict:
+    """A registered reducer's knobs (its constructor's arguments) and their defaults."""
+    parameters = inspect.signature(REDUCERS.get(name).__init__).parameters.values()  # no __init__: object's
+    return {p.name: p.default for p in parameters
+            if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}

@@ -44,7 +44,6 @@ bootstrap difference.
 import argparse
 import ast
 import copy
-import inspect
 import itertools
 import logging
 import os
@@ -62,6 +61,7 @@ from mtr_mm.apis import load_config, task_library  # noqa: E402
 from mtr_mm.apis.runner import check_writable  # noqa: E402
 from mtr_mm.engine.hooks import find_vim  # noqa: E402
 from mtr_mm.reduction import REDUCERS, build_reducer  # noqa: E402
+from mtr_mm.reduction.base import reducer_knobs  # noqa: E402
 from mtr_mm.reduction.restore import RESTORE_MODES  # noqa: E402
 from tools import cli  # noqa: E402
 from tools.report_utils import (layer_list, method_table, pyplot, rebuild_report, record_run,  # noqa: E402
@@ -154,8 +154,8 @@ def knob_combinations(grid: dict, method: str, search: str = 'grid') -> list:
     each knob alone at each of its non-default candidates; only its defaults ({}) without candidates."""
     knobs = grid.get(method, {})
     if search == 'one-at-a-time':
-        defaults = inspect.signature(REDUCERS.get(method).__init__).parameters
-        return [{}] + [{k: v} for k, values in knobs.items() for v in values if v != defaults[k].default]
+        defaults = reducer_knobs(method)
+        return [{}] + [{k: v} for k, values in knobs.items() for v in values if v != defaults[k]]
     return [dict(zip(knobs, values)) for values in itertools.product(*knobs.values())]
 
 
