@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mtr_mm.engine.hooks import non_finite_field
+from mtr_mm.engine.hooks import InputCheckHook, non_finite_field
 from mtr_mm.models import VimBackbone, VisionMamba
 from mtr_mm.ops import backend as ops_backend
 from mtr_mm.ops import set_ops_backend
@@ -266,6 +266,22 @@ def test_host_read_probe_sees_scalar_reads_and_masks():
     with probe:
         non_finite_field({'pred': torch.ones(2)})  # a test-time check that must look at the values
     assert len(probe.reads) == 1 and 'engine/hooks.py' in probe.reads[0]
+
+
+def test_the_output_check_reads_the_host_once_per_batch():
+    """InputCheckHook looks at every test output for NaN / inf: one host read per batch (and device),
+    not one per sample and field, unless something is not finite and it names which."""
+    from mmpretrain.structures import DataSample
+    samples = [DataSample(metainfo=dict(img_path=f'{i}.jpg')).set_pred_score(torch.rand(3)) for i in range(8)]
+    for sample in samples:
+        sample.set_field(DataSample(nested=torch.rand(2)), 'extra')
+    probe = HostReads()
+    with probe:
+        InputCheckHook().after_test_iter(None, 0, outputs=samples)
+    assert len(probe.reads) == 1, probe.reads
+    samples[5].extra.nested[1] = float('inf')
+    with pytest.raises(FloatingPointError, match='extra.nested of 5.jpg holds NaN or inf'):
+        InputCheckHook().after_test_iter(None, 0, outputs=samples)
 
 
 @pytest.mark.parametrize('backend', ['torch', 'cuda'])

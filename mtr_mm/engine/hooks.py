@@ -33,16 +33,19 @@ class ReductionInfoHook(Hook):
         # one-direction, both-direction, unreduced one-direction FLOPs of the current batch's forwards
         self._batch = [0., 0., 0.]
         self._images = {}  # image key -> those three FLOPs
+        self._per_grid = {}  # patch grid -> those three FLOPs of one image
         if self._vim is None:
             return
         runner.logger.info(f'token reduction: {self._vim.reduction}')
         self._handle = self._vim.patch_embed.register_forward_hook(self._count)
 
     def _count(self, module, inputs, output):
-        grid, batch = output[1], output[0].shape[0]
-        self._batch[0] += batch * self._vim.flops(grid, 1).total
-        self._batch[1] += batch * self._vim.flops(grid, 2).total
-        self._batch[2] += batch * self._vim.flops(grid, 1, reduced=False).total
+        grid, batch = tuple(output[1]), output[0].shape[0]
+        if grid not in self._per_grid:  # the counts depend on the grid only: once per input size
+            self._per_grid[grid] = (self._vim.flops(grid, 1).total, self._vim.flops(grid, 2).total,
+                                    self._vim.flops(grid, 1, reduced=False).total)
+        for column, flops in enumerate(self._per_grid[grid]):
+            self._batch[column] += batch * flops
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self._vim is None:
@@ -68,6 +71,25 @@ class ReductionInfoHook(Hook):
 
 def padded_size(size: tuple, divisor: int) -> tuple:
     return tuple(-(-s // divisor) * divisor for s in size)
+
+
+def floating_tensors(element):
+    """Every floating-point tensor of a data sample, nested elements included."""
+    for value in element.values():
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                yield value
+        elif hasattr(value, 'items'):
+            yield from floating_tensors(value)
+
+
+def all_finite(samples) -> bool:
+    """Whether no floating-point field of these samples holds NaN or inf."""
+    by_device = {}
+    for sample in samples:
+        for tensor in floating_tensors(sample):
+            by_device.setdefault(tensor.device, []).append(torch.isfinite(tensor).all())
+    return all(bool(torch.stack(flags).all()) for flags in by_device.values())
 
 
 def non_finite_field(element, prefix: str = '') -> Optional[str]:
@@ -143,8 +165,11 @@ class InputCheckHook(Hook):
 
     @staticmethod
     def _check_outputs(outputs):
-        for sample in outputs or []:
-            field = non_finite_field(sample) if hasattr(sample, 'items') else None
+        samples = [sample for sample in outputs or [] if hasattr(sample, 'items')]
+        if all_finite(samples):  # one host read per device and batch; the slow search only on failure
+            return
+        for sample in samples:
+            field = non_finite_field(sample)
             if field:
                 raise FloatingPointError(
                     f'the model output {field} of {sample.metainfo.get("img_path", "a test sample")} holds NaN or '
