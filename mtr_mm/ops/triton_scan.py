@@ -6,10 +6,10 @@ up. Here each program owns one image and a block of channels, keeps their (N, BL
 registers and steps through the L tokens one at a time, so the work is exactly batch x E x L x N.
 
 Each thread owns whole channels (the state tile is laid out (N, BLOCK_E), channels along the lanes),
-so <h_t, C_t> is summed in registers, and a step's loads do not depend on the state: the tokens are
-taken ``UNROLL`` at a time so their loads are issued ahead of the recurrence. Along channels the
-loads are strided (the model's operands are views of channel-major buffers); consecutive steps read
-consecutive addresses of the same lines, which the L1 cache serves.
+so <h_t, C_t> is summed in registers without shuffles, and a step's loads do not depend on the
+state: the tokens are taken ``unroll`` at a time so their loads are issued ahead of the recurrence.
+Along channels the loads are strided (the model's operands are views of channel-major buffers);
+consecutive steps read consecutive addresses of the same lines, which the L1 cache serves.
 
 Importing this module needs ``triton``; ``mtr_mm.ops.backend.triton_scan_kernel`` imports it lazily.
 Under ``TRITON_INTERPRET=1`` the kernel also runs on CPU tensors (the tests use that).
@@ -24,7 +24,7 @@ import triton.language as tl
 
 # (BLOCK_E, num_warps) from the largest block down: BLOCK_E = 32 x num_warps puts one channel per thread.
 BLOCK_CONFIGS = ((128, 4), (64, 2), (32, 1))
-UNROLL = 4
+DEFAULT_UNROLL = 2  # tokens whose loads are issued together (registers: 72 for 1, 128 for 2, 168 for 4 on sm_90)
 
 
 @triton.jit
@@ -37,7 +37,9 @@ def _softplus(x):
     return tl.maximum(x, 0.0) + log1p_e
 
 
-@triton.jit
+# A's strides are not specialised: told that A is contiguous along N, Triton lays the state tile out
+# with the states across lanes, and <h_t, C_t> then costs shuffles and layout conversions every step.
+@triton.jit(do_not_specialize=['stride_A_e', 'stride_A_n'])
 def _selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, out_ptr, ungated_ptr,
         dim, length,
@@ -68,8 +70,10 @@ def _selective_scan_fwd_kernel(
     z_ptrs = z_ptr + image * stride_z_b + channels * stride_z_e
     out_ptrs = out_ptr + image * stride_out_b + channels * stride_out_e
     ungated_ptrs = ungated_ptr + image * stride_ungated_b + channels * stride_ungated_e
-    B_ptrs = B_ptr + image * stride_B_b + states * stride_B_n
-    C_ptrs = C_ptr + image * stride_C_b + states * stride_C_n
+    # B_t and C_t are needed whole by every thread: one base pointer and int32 offsets per state
+    # rather than N 64-bit pointers (fewer registers, more programs per SM).
+    B_row, B_offsets = B_ptr + image * stride_B_b, states * stride_B_n
+    C_row, C_offsets = C_ptr + image * stride_C_b, states * stride_C_n
 
     h = tl.zeros((BLOCK_N, BLOCK_E), dtype=tl.float32)
     for start in range(0, length, UNROLL):
@@ -82,8 +86,8 @@ def _selective_scan_fwd_kernel(
             state_mask = states < tl.where(in_seq, STATE, 0)
             u = tl.load(u_ptrs + t, mask=mask, other=0.0).to(tl.float32)
             dt = tl.load(delta_ptrs + t, mask=mask, other=0.0).to(tl.float32)
-            B = tl.load(B_ptrs + t, mask=state_mask, other=0.0).to(tl.float32)
-            C = tl.load(C_ptrs + t, mask=state_mask, other=0.0).to(tl.float32)
+            B = tl.load(B_row + (B_offsets + t), mask=state_mask, other=0.0).to(tl.float32)
+            C = tl.load(C_row + (C_offsets + t), mask=state_mask, other=0.0).to(tl.float32)
             if HAS_DELTA_BIAS:
                 dt += delta_bias
             if DELTA_SOFTPLUS:
@@ -114,12 +118,13 @@ def block_config(batch: int, dim: int, device: torch.device):
 def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                           D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
                           delta_softplus: bool, return_ungated: bool = False, block_e: Optional[int] = None,
-                          num_warps: Optional[int] = None):
+                          num_warps: Optional[int] = None, unroll: int = DEFAULT_UNROLL):
     """Forward of ``mtr_mm.ops.selective_scan`` (same arguments: u, delta, z (batch, E, L), A (E, N),
     B, C (batch, N, L), D, delta_bias (E,); any batch/channel/state strides, unit stride along L).
     Returns (y, y before the gate), the second None unless ``return_ungated`` and z is given; both
-    in u.dtype, laid out like ``delta`` (as mamba-ssm's forward does). ``block_e``/``num_warps``
-    override ``block_config``'s choice (for benchmarks)."""
+    in u.dtype, laid out like ``delta`` (as mamba-ssm's forward does). ``block_e`` (with
+    ``num_warps``, default one channel per thread) overrides ``block_config``'s choice, and ``unroll``
+    sets the tokens per loop step (both for benchmarks)."""
     batch, dim, length = u.shape
     state = A.shape[1]
     for name, t in dict(u=u, delta=delta, B=B, C=C, z=z).items():
@@ -141,7 +146,7 @@ def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
             B.stride(0), B.stride(1), C.stride(0), C.stride(1), z_arg.stride(0), z_arg.stride(1),
             out.stride(0), out.stride(1), ungated_arg.stride(0), ungated_arg.stride(1),
-            STATE=state, BLOCK_N=triton.next_power_of_2(state), BLOCK_E=block_e, UNROLL=UNROLL,
+            STATE=state, BLOCK_N=triton.next_power_of_2(state), BLOCK_E=block_e, UNROLL=unroll,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
             DELTA_SOFTPLUS=delta_softplus, WRITE_UNGATED=ungated is not None, num_warps=num_warps)
     return out, ungated
