@@ -2,6 +2,7 @@
 interpreter (conftest.py sets TRITON_INTERPRET), against the float64 per-token loop of test_ops; and the
 scan-kernel setting that routes inference scans to it.
 """
+import importlib.util
 import os
 import sys
 
@@ -11,6 +12,7 @@ import torch
 from mtr_mm.ops import backend as ops_backend
 from mtr_mm.ops import selective_scan, set_scan_kernel
 from test_fast_path import HostReads, build, fake_kernels, rel_err, run  # noqa: F401 (fake_kernels: fixture)
+from script_runner import REPO
 from test_ops import make_scan_inputs, reference_scan
 
 
@@ -71,8 +73,10 @@ def test_bf16_equals_the_float64_loop(triton_scan, length):
     check(triton_scan, scan_inputs(2, 40, 16, length, torch.bfloat16), tolerance=1e-2)
 
 
-def test_contiguous_inputs_and_several_channel_blocks(triton_scan):
-    check(triton_scan, make_scan_inputs(2, 40, 16, 27), block_e=32)  # blocks of 32 + 8 channels
+def test_contiguous_inputs_column_major_A_and_several_channel_blocks(triton_scan):
+    inputs = make_scan_inputs(2, 40, 16, 27)
+    inputs['A'] = inputs['A'].t().contiguous().t()
+    check(triton_scan, inputs, block_e=32)  # blocks of 32 + 8 channels
 
 
 def test_block_config_fills_the_gpu(triton_scan):
@@ -136,3 +140,17 @@ def test_explicit_triton_without_triton_raises(fake_kernels, monkeypatch):
         selective_scan(**inputs, backend='cuda')
     with pytest.raises(ValueError, match='unknown scan kernel'):
         set_scan_kernel('cuda')
+
+
+def test_bench_scan_times_the_triton_scan(triton_scan):
+    """bench_scan's implementations for a GPU, run here through the interpreter: the Triton scan with
+    its own block choice and a given one, both within fp32 rounding of the reference loop."""
+    spec = importlib.util.spec_from_file_location('bench_scan', REPO / 'tools/benchmarks/bench_scan.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    impls = bench.implementations(torch.device('cuda'), 8, ['32x1x1'])
+    inputs = bench.make_inputs(2, 40, 16, 9, torch.device('cpu'), layout='model')
+    rows = bench.summarise(*bench.run(impls, inputs, torch.device('cpu'), warmup=1, repeats=1))
+    errors = {r['name']: r['max_rel_err'] for r in rows if 'Triton' in r['name']}
+    assert set(errors) == {'mtr_mm Triton scan', 'mtr_mm Triton scan 32x1x1'}
+    assert max(errors.values()) <= 1e-5

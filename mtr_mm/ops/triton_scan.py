@@ -37,9 +37,7 @@ def _softplus(x):
     return tl.maximum(x, 0.0) + log1p_e
 
 
-# A's strides are not specialised: told that A is contiguous along N, Triton lays the state tile out
-# with the states across lanes, and <h_t, C_t> then costs shuffles and layout conversions every step.
-@triton.jit(do_not_specialize=['stride_A_e', 'stride_A_n'])
+@triton.jit
 def _selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, out_ptr, ungated_ptr,
         dim, length,
@@ -57,9 +55,14 @@ def _selective_scan_fwd_kernel(
     states = tl.arange(0, BLOCK_N)
     channel_ok = channels < dim
     state_ok = states < STATE
-    # Padded states get A = 0 and B = C = 0: decay 1, no input, no output.
-    A_log2 = tl.load(A_ptr + states[:, None] * stride_A_n + channels[None, :] * stride_A_e,
-                     mask=state_ok[:, None] & channel_ok[None, :], other=0.0).to(tl.float32) * LOG2E
+    # A is assembled from one channel-vector load per state, not loaded as a 2D tile: Triton would lay
+    # the state tile out after that load's memory order (states across lanes), and <h_t, C_t> would
+    # then cost shuffles and layout conversions every step. Padded states keep A = 0 (with B = C = 0:
+    # decay 1, no input, no output).
+    A_log2 = tl.zeros((BLOCK_N, BLOCK_E), dtype=tl.float32)
+    for n in tl.static_range(STATE):
+        A_n = tl.load(A_ptr + channels * stride_A_e + n * stride_A_n, mask=channel_ok, other=0.0).to(tl.float32)
+        A_log2 = tl.where(states[:, None] == n, A_n[None, :] * LOG2E, A_log2)
     if HAS_D:
         D = tl.load(D_ptr + channels, mask=channel_ok, other=0.0).to(tl.float32)
     if HAS_DELTA_BIAS:
