@@ -53,7 +53,8 @@ def selective_scan(u: torch.Tensor,
         A: (E, N), negative.  B, C: (batch, N, L).
         D, delta_bias: (E,) or None.  z: (batch, E, L) gate or None.
         delta_softplus: apply softplus to ``delta + delta_bias``.
-        backend: None (process default), 'auto', 'torch' or 'cuda'.
+        backend: None (process default), 'auto', 'torch' or 'cuda'. On 'cuda', inference scans run
+            mamba-ssm's compiled forward or our Triton one, as ``set_scan_kernel`` chose.
         return_ungated: also return y before the z gate (``<h_t, C_t> + D u_t``), which the
             'y_clip' token score (the ToR-SSM / ToP-ViM papers' importance) reads; costs nothing
             extra on either backend.

@@ -54,7 +54,6 @@ def _selective_scan_fwd_kernel(
     channels = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
     states = tl.arange(0, BLOCK_N)
     channel_ok = channels < dim
-    state_ok = states < STATE
     # A is assembled from one channel-vector load per state, not loaded as a 2D tile: Triton would lay
     # the state tile out after that load's memory order (states across lanes), and <h_t, C_t> would
     # then cost shuffles and layout conversions every step. Padded states keep A = 0 (with B = C = 0:

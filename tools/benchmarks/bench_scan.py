@@ -232,8 +232,8 @@ def bench_shape(args, device, batch, length):
                 f'--state {args.state} --length {length} --dtype {args.dtype} --layout {args.layout} '
                 f'--repeats {args.repeats} --device {args.device}{triton_configs}`\n')
     with open(os.path.join(args.out_dir, name + '.json'), 'w') as f:
-        json.dump(dict(config=dict(vars(args), batch=batch, length=length), environment=env, measured=stamp, results=rows,
-                       times_ms={k: [1e3 * t for t in v] for k, v in times.items()}), f, indent=2)
+        json.dump(dict(config=dict(vars(args), batch=batch, length=length), environment=env, measured=stamp,
+                       results=rows, times_ms={k: [1e3 * t for t in v] for k, v in times.items()}), f, indent=2)
     print(f'wrote {os.path.join(args.out_dir, name)}.{{md,json}}')
 
 
