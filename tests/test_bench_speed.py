@@ -14,9 +14,9 @@ run_bench = partial(run_script, 'tools/benchmarks/bench_speed.py')
 def test_speed_rows_on_cpu(tmp_path):
     run_bench('--device', 'cpu', '--archs', 'tiny', '--batch', '1', '--dtypes', 'fp32', '--runs',
               'none,mtr@0.4,hsa@0.4,mtr@0.4+graph', '--layers', '6', '9', '12', '15', '18', '--rounds', '1', '--iters', '1',
-              '--out-dir', tmp_path)
+              '--scan-kernel', 'auto', '--out-dir', tmp_path)
     results = json.loads((tmp_path / 'speed.json').read_text())
-    assert results['layers'] == [6, 9, 12, 15, 18] and results['device'] == 'cpu'
+    assert results['layers'] == [6, 9, 12, 15, 18] and results['device'] == 'cpu' and results['scan_kernel'] == 'auto'
     rows = {r['run']: r for r in results['rows']}
     assert set(rows) == {'none', 'mtr@0.4', 'hsa@0.4', 'mtr@0.4+graph'}
     unreduced = VisionMamba(**vim_arch('tiny'), reduction=None).flops((14, 14)).total / 1e9

@@ -13,6 +13,14 @@ import torch
 BACKENDS = ('auto', 'torch', 'cuda')
 _default_backend = 'auto'
 
+# Which kernel runs an inference scan on the 'cuda' backend: mamba-ssm's compiled forward, our Triton one
+# (ops/triton_scan.py), or 'auto': Triton up to TRITON_SCAN_MAX_LENGTH tokens, where mamba-ssm's
+# length-bucketed forward costs the same for any shorter sequence. Scans under autograd always take
+# mamba-ssm's differentiable wrapper (the Triton kernel has no backward).
+SCAN_KERNELS = ('mamba', 'triton', 'auto')
+TRITON_SCAN_MAX_LENGTH = 128
+_scan_kernel = 'mamba'
+
 
 def set_ops_backend(name: str) -> None:
     """Set the process-wide default backend: 'auto' (default), 'torch' or 'cuda'."""
@@ -22,6 +30,19 @@ def set_ops_backend(name: str) -> None:
 
 def get_ops_backend() -> str:
     return _default_backend
+
+
+def set_scan_kernel(name: str) -> None:
+    """Set the process-wide inference scan kernel of the 'cuda' backend: 'mamba' (default), 'triton' or
+    'auto' (see ``SCAN_KERNELS``)."""
+    global _scan_kernel
+    if name not in SCAN_KERNELS:
+        raise ValueError(f'unknown scan kernel {name!r}; expected one of {SCAN_KERNELS}')
+    _scan_kernel = name
+
+
+def get_scan_kernel() -> str:
+    return _scan_kernel
 
 
 def _check_name(name: str) -> str:
@@ -64,6 +85,24 @@ def selective_scan_forward_kernel():
 def causal_conv1d_forward_kernel():
     """``causal_conv1d_cuda.causal_conv1d_fwd`` (causal-conv1d's compiled forward), or None."""
     return _kernel_or_none('causal_conv1d_cuda', 'causal_conv1d_fwd')
+
+
+def triton_scan_kernel():
+    """Our Triton ``selective_scan_triton`` (forward only), or None when triton cannot be imported."""
+    return _kernel_or_none('mtr_mm.ops.triton_scan', 'selective_scan_triton')
+
+
+def inference_scan_kernel(length: int):
+    """The Triton scan when the scan-kernel setting picks it for ``length`` tokens, else None (then
+    mamba-ssm's forward runs). An explicit 'triton' that cannot be honoured raises."""
+    if _scan_kernel == 'mamba' or (_scan_kernel == 'auto' and length > TRITON_SCAN_MAX_LENGTH):
+        return None
+    kernel = triton_scan_kernel()
+    if kernel is None and _scan_kernel == 'triton':
+        err = _import_attr('mtr_mm.ops.triton_scan', 'selective_scan_triton')
+        raise RuntimeError(f"scan kernel 'triton' requested but importing triton failed ({type(err).__name__}: {err}). "
+                           f"Install triton (it comes with CUDA builds of torch), or set_scan_kernel('mamba').")
+    return kernel
 
 
 def add_rms_norm_kernel():

@@ -1,4 +1,5 @@
-"""Selective scan (the S6 recurrence of Mamba): mamba-ssm's CUDA kernel or a chunked PyTorch scan.
+"""Selective scan (the S6 recurrence of Mamba): mamba-ssm's CUDA kernel (or, for inference and when
+selected by ``set_scan_kernel``, our Triton one) or a chunked PyTorch scan.
 
 For one channel e and state n, with Δ = softplus(delta + delta_bias)::
 
@@ -25,7 +26,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .backend import needs_grad, resolve_backend, selective_scan_forward_kernel, selective_scan_kernel
+from .backend import (inference_scan_kernel, needs_grad, resolve_backend, selective_scan_forward_kernel,
+                      selective_scan_kernel)
 
 DEFAULT_CHUNK_SIZE = 8
 # Elements of one step's (batch, chunks, E, N) state, which sets the chunks per block. CPU: 512 KiB
@@ -51,7 +53,8 @@ def selective_scan(u: torch.Tensor,
         A: (E, N), negative.  B, C: (batch, N, L).
         D, delta_bias: (E,) or None.  z: (batch, E, L) gate or None.
         delta_softplus: apply softplus to ``delta + delta_bias``.
-        backend: None (process default), 'auto', 'torch' or 'cuda'.
+        backend: None (process default), 'auto', 'torch' or 'cuda'. On 'cuda', inference scans run
+            mamba-ssm's compiled forward or our Triton one, as ``set_scan_kernel`` chose.
         return_ungated: also return y before the z gate (``<h_t, C_t> + D u_t``), which the
             'y_clip' token score (the ToR-SSM / ToP-ViM papers' importance) reads; costs nothing
             extra on either backend.
@@ -64,8 +67,14 @@ def selective_scan(u: torch.Tensor,
         # The kernel wants fp32 weights; .float() is a no-op for Vim's fp32 parameters.
         D = None if D is None else D.float()
         delta_bias = None if delta_bias is None else delta_bias.float()
+        inference = not needs_grad(u, delta, A, B, C, D, z, delta_bias)
+        triton_forward = inference_scan_kernel(u.shape[-1]) if inference else None
+        if triton_forward is not None:
+            gated, ungated = triton_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                            return_ungated=return_ungated)
+            return _outputs(gated, gated if ungated is None else ungated, return_ungated)
         forward = selective_scan_forward_kernel()
-        if forward is not None and not needs_grad(u, delta, A, B, C, D, z, delta_bias):
+        if forward is not None and inference:
             # Inference: the compiled forward on the inputs as they are (any batch/channel strides,
             # unit stride along L); B, C as (batch, groups=1, N, L) views.
             # The kernel's contract: ``out`` is y before the gate, ``out_z`` (only with z) after it.

@@ -1,9 +1,15 @@
-"""Time the selective scan: plain per-step loop vs mtr_mm's chunked scan (and the CUDA kernel on GPU).
+"""Time the selective scan: plain per-step loop vs mtr_mm's chunked scan (and the GPU kernels on GPU).
 
     python tools/benchmarks/bench_scan.py                     # Vim-T shapes on CPU
     python tools/benchmarks/bench_scan.py --dim 1536 --length 1025 --repeats 5
-    python tools/benchmarks/bench_scan.py --device cuda       # adds mamba-ssm's kernel if importable
-    python tools/benchmarks/bench_scan.py --device cuda --batch 128 --dim 1536 --length 27 95 129 197 --dtype bf16
+    python tools/benchmarks/bench_scan.py --device cuda       # adds mamba-ssm's and our Triton kernel if importable
+    python tools/benchmarks/bench_scan.py --device cuda --batch 128 1 --dim 1536 --length 27 95 129 197 --dtype bf16 \
+        --layout model --triton-configs 128x4x1 128x4x4 64x2x2 32x1x2
+
+On CUDA, mamba-ssm's compiled forward (``selective_scan``'s inference path) and our Triton forward
+(mtr_mm/ops/triton_scan.py, called directly: it needs no mamba-ssm) are timed, the Triton one with its
+default block choice and with each ``--triton-configs`` BLOCK_ExWARPSxUNROLL. ``--layout model`` passes the operands as
+the views the Vim mixer passes (channel-major buffers) instead of contiguous (batch, E, L) tensors.
 
 Implementations run interleaved (one call of each per round, order rotating) after a warm-up, so
 drifting machine load hits all of them alike; medians are reported. Writes <out-dir>/<name>.md
@@ -26,6 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mtr_mm.ops import cuda_kernels_available  # noqa: E402
+from mtr_mm.ops.backend import triton_scan_kernel  # noqa: E402
 from mtr_mm.ops.selective_scan import (DEFAULT_CHUNK_SIZE, selective_scan,  # noqa: E402
                                        selective_scan_torch)
 
@@ -60,8 +67,10 @@ def loop_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus
     return y.to(out_dtype)
 
 
-def make_inputs(batch, dim, state, length, device, dtype=torch.float32, seed=0):
-    """Inputs shaped and initialised like a Vim mixer's (S4D-real A, Mamba's dt init)."""
+def make_inputs(batch, dim, state, length, device, dtype=torch.float32, seed=0, layout='contiguous'):
+    """Inputs shaped and initialised like a Vim mixer's (S4D-real A, Mamba's dt init). With layout
+    'model', u, delta, z, B and C are (batch, X, L) views of (X, batch, L) buffers, as in
+    BiMambaMixer.scan."""
     g = torch.Generator().manual_seed(seed)
     dt = torch.exp(torch.rand(dim, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
     inputs = dict(
@@ -75,10 +84,13 @@ def make_inputs(batch, dim, state, length, device, dtype=torch.float32, seed=0):
         delta_bias=dt + torch.log(-torch.expm1(-dt)),  # inverse softplus: Δ starts near dt
     )
     weights = ('A', 'D', 'delta_bias')  # fp32 parameters in Vim, also under autocast
-    return {k: v.to(device) if k in weights else v.to(device, dtype) for k, v in inputs.items()}
+    inputs = {k: v.to(device) if k in weights else v.to(device, dtype) for k, v in inputs.items()}
+    if layout == 'model':
+        inputs = {k: v if k in weights else v.transpose(0, 1).contiguous().transpose(0, 1) for k, v in inputs.items()}
+    return inputs
 
 
-def implementations(device, chunk_size):
+def implementations(device, chunk_size, triton_configs=()):
     impls = {
         'loop, precomputed (reference)': loop_scan,
         'loop, per-step temporaries': lambda **x: loop_scan(**x, precompute=False),
@@ -86,7 +98,19 @@ def implementations(device, chunk_size):
     }
     if device.type == 'cuda' and cuda_kernels_available():
         impls['mamba-ssm CUDA kernel'] = lambda **x: selective_scan(**x, backend='cuda')
+    triton_scan = triton_scan_kernel() if device.type == 'cuda' else None
+    if triton_scan is not None:
+        impls['mtr_mm Triton scan'] = triton_impl(triton_scan)
+        for config in triton_configs:
+            block_e, num_warps, unroll = map(int, config.split('x'))
+            impls[f'mtr_mm Triton scan {config}'] = triton_impl(triton_scan, block_e=block_e, num_warps=num_warps,
+                                                                unroll=unroll)
     return impls
+
+
+def triton_impl(triton_scan, **config):
+    """Our Triton forward as an implementation here: the gated y only."""
+    return lambda **x: triton_scan(**x, delta_softplus=True, **config)[0]
 
 
 def time_call(fn, inputs, device):
@@ -134,7 +158,7 @@ def summarise(times, outputs):
 def markdown_table(rows):
     lines = ['| implementation | median ms | min ms | speed-up vs reference | max rel err vs reference |',
              '|---|---:|---:|---:|---:|']
-    lines += [f"| {r['name']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['speedup']:.2f}x "
+    lines += [f"| {r['name']} | {r['median_ms']:.3g} | {r['min_ms']:.3g} | {r['speedup']:.2f}x "
               f"| {r['max_rel_err']:.1e} |" for r in rows]
     return '\n'.join(lines)
 
@@ -150,11 +174,15 @@ def environment(device):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--batch', type=int, nargs='+', default=[8], help='several: one table each (1: latency)')
     p.add_argument('--dim', type=int, default=384, help='inner channels E (Vim-T: 384)')
     p.add_argument('--state', type=int, default=16, help='state size N')
     p.add_argument('--length', type=int, nargs='+', default=[197], help='tokens L (Vim at 224px: 197); several: one table each')
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'], help='activations (weights stay fp32)')
+    p.add_argument('--layout', default='contiguous', choices=['contiguous', 'model'],
+                   help="model: the Vim mixer's views of channel-major buffers")
+    p.add_argument('--triton-configs', nargs='*', default=[], metavar='BLOCK_ExWARPSxUNROLL',
+                   help='also time the Triton kernel with these settings, e.g. 128x4x2')
     p.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeats', type=int, default=15)
@@ -169,26 +197,30 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    for length in args.length:
-        bench_length(args, device, length)
+    for batch in args.batch:
+        for length in args.length:
+            bench_shape(args, device, batch, length)
 
 
-def bench_length(args, device, length):
-    shape = dict(batch=args.batch, dim=args.dim, state=args.state, length=length)
+def bench_shape(args, device, batch, length):
+    shape = dict(batch=batch, dim=args.dim, state=args.state, length=length)
     dtype = dict(fp32=torch.float32, bf16=torch.bfloat16)[args.dtype]
-    inputs = make_inputs(**shape, device=device, dtype=dtype)
-    times, outputs = run(implementations(device, args.chunk_size), inputs, device,
+    inputs = make_inputs(**shape, device=device, dtype=dtype, layout=args.layout)
+    times, outputs = run(implementations(device, args.chunk_size, args.triton_configs), inputs, device,
                          args.warmup, args.repeats)
     rows = summarise(times, outputs)
 
     title = ('selective scan, batch {batch}, E={dim}, N={state}, L={length}'.format(**shape)
-             + f', {args.dtype}, {device.type}, {args.repeats} repeats')
+             + f', {args.dtype}, {args.layout} layout, {device.type}, {args.repeats} repeats')
     table = markdown_table(rows)
     print(title + '\n' + table, flush=True)
 
     env = environment(device)
     stamp = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     name = 'scan_b{batch}_e{dim}_n{state}_l{length}'.format(**shape) + f'_{args.dtype}_{device.type}'
+    if args.layout != 'contiguous':
+        name += f'_{args.layout}'
+    triton_configs = ' --triton-configs ' + ' '.join(args.triton_configs) if args.triton_configs else ''
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, name + '.md'), 'w') as f:
         f.write(f'# {title}\n\n{table}\n\n'
@@ -196,12 +228,12 @@ def bench_length(args, device, length):
                 f'rounds. Errors are relative to the reference loop\'s max |y|.\n\n'
                 f"Measured {stamp}: torch {env['torch']}, {env['threads']} threads, "
                 f"{env.get('gpu', env['cpu'])}.\n\n"
-                f'Command: `python tools/benchmarks/bench_scan.py --batch {args.batch} --dim {args.dim} '
-                f'--state {args.state} --length {length} --dtype {args.dtype} --repeats {args.repeats} '
-                f'--device {args.device}`\n')
+                f'Command: `python tools/benchmarks/bench_scan.py --batch {batch} --dim {args.dim} '
+                f'--state {args.state} --length {length} --dtype {args.dtype} --layout {args.layout} '
+                f'--repeats {args.repeats} --device {args.device}{triton_configs}`\n')
     with open(os.path.join(args.out_dir, name + '.json'), 'w') as f:
-        json.dump(dict(config=dict(vars(args), length=length), environment=env, measured=stamp, results=rows,
-                       times_ms={k: [1e3 * t for t in v] for k, v in times.items()}), f, indent=2)
+        json.dump(dict(config=dict(vars(args), batch=batch, length=length), environment=env, measured=stamp,
+                       results=rows, times_ms={k: [1e3 * t for t in v] for k, v in times.items()}), f, indent=2)
     print(f'wrote {os.path.join(args.out_dir, name)}.{{md,json}}')
 
 

@@ -46,7 +46,8 @@ from mmengine.model import revert_sync_batchnorm  # noqa: E402
 
 from mtr_mm.apis import init_model, load_config  # noqa: E402
 from mtr_mm.models import VIM_ARCH, VimBackbone, VisionMamba, vim_arch  # noqa: E402
-from mtr_mm.ops import cuda_kernels_available, set_ops_backend  # noqa: E402
+from mtr_mm.ops import cuda_kernels_available, set_ops_backend, set_scan_kernel  # noqa: E402
+from mtr_mm.ops.backend import SCAN_KERNELS  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
 from tools.report_utils import pyplot, rebuild_report, save_figure, shipped_layers  # noqa: E402
 from tools.timing import BUSY_SPREAD, MIN_ROUNDS, interleaved_rounds, spread, wall_seconds  # noqa: E402
@@ -81,6 +82,8 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3, help='forwards per run before timing (graph capture included)')
     parser.add_argument('--ops', default='auto', choices=['auto', 'torch', 'cuda'],
                         help='ops backend (auto: CUDA kernels when importable)')
+    parser.add_argument('--scan-kernel', default='mamba', choices=SCAN_KERNELS,
+                        help="inference scan kernel of the 'cuda' ops (mtr_mm.ops.set_scan_kernel)")
     parser.add_argument('--check-backends', action='store_true', help='CUDA kernels vs PyTorch ops, same weights')
     parser.add_argument('--out-dir', default='work_dirs/bench_speed')
     parser.add_argument('--report-only', help='rebuild the report from this results json')
@@ -424,11 +427,13 @@ def main(argv=None):
         args.archs = [load_config(args.config).model.backbone.arch]
     runs = args.runs.split(',')
     results = dict(device=torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu',
-                   torch=torch.__version__, cuda_kernels=cuda_kernels_available(), batch=args.batch, dense=args.dense,
+                   torch=torch.__version__, cuda_kernels=cuda_kernels_available(), scan_kernel=args.scan_kernel,
+                   batch=args.batch, dense=args.dense,
                    frames=args.frames, config=args.config,
                    rounds=args.rounds, iters=args.iters, layers=args.layers, official_parity={}, rows=[])
     os.makedirs(args.out_dir, exist_ok=True)
     set_ops_backend(args.ops)
+    set_scan_kernel(args.scan_kernel)
     if args.check_backends:
         results['backends'] = check_backends(args)
     for arch, frames in arch_variants(args):
