@@ -18,9 +18,9 @@ custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.
 
 num_classes = 10
 batch_size = 16  # ViTDet: 64 (16 GPUs x 4)
-# ~15 min of H200 at the estimated ~1.3 s / iteration (docs/proxy_training.md: an estimate; the
-# probe of call 1 measures it and shortens the schedule with --cfg-options if needed).
-max_iters = 700
+# ~15 min of H200 at an estimated ~1 s / iteration (docs/proxy_training.md says how it was
+# estimated: not measured; the probe of call 1 measures it and shortens the schedule if needed).
+max_iters = 900
 warmup_iters = 50
 # mmengine replaces lists whole: the base's three cascade box heads, with 10 classes.
 model = dict(

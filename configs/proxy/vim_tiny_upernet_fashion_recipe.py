@@ -14,10 +14,10 @@ custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.
                                'mtr_mm.data.generated_datasets'], allow_failed_imports=False)
 
 batch_size = 16  # Vim's ADE20K batch (4 GPUs x 4)
-# ~15 min of H200 at the estimated ~1.1 s / iteration (docs/proxy_training.md: an estimate; the
-# probe of call 1 measures it and shortens the schedule with --cfg-options if needed).
-max_iters = 800
-warmup_iters = 50  # Vim: 1500 of 160k; a short schedule needs a larger share
+# ~12-15 min of H200 at an estimated 0.2-0.25 s / iteration (docs/proxy_training.md says how it
+# was estimated: not measured; the probe of call 1 measures it and shortens the schedule if needed).
+max_iters = 3600
+warmup_iters = 150  # Vim: 1500 of 160k; a short schedule needs a larger share
 model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/vim_t_cls.pth')))
 
 # The base's train pipeline without its two loading steps: the dataset hands over the drawn scene
