@@ -152,3 +152,68 @@ def test_segmentation_scenes_of_a_split(train_sources):
     images, labels = gs.seg_batch(train_sources, SEED, 'train', torch.arange(2), size=(320, 320))
     assert images.shape == (2, 3, 320, 320) and labels.shape == (2, 320, 320)
     assert 0 < int(labels.max()) <= 10
+
+
+@pytest.fixture(scope='module')
+def written_scenes(tmp_path_factory):
+    """3 test scenes of each kind as tools/data/make_fashion_scenes.py writes them."""
+    from tools.data import make_fashion_scenes
+    out = tmp_path_factory.mktemp('scenes')
+    make_fashion_scenes.main(['--out', str(out), '--cls-train', '0', '--cls-val', '0', '--cls-test', '0',
+                              '--seg', '3', '--seg-val', '0', '--det', '3', '--det-val', '0',
+                              '--fashion-dir', fs.SYSTEM_FASHION_DIR])
+    return out
+
+
+def test_test_scenes_are_the_written_files(written_scenes):
+    """Scene i of the test split is file scene i: the same label map, boxes, categories and masks
+    (the pixels up to JPEG), through the same generator (fashion_scenes.scene_objects)."""
+    import json
+
+    import cv2
+    from pycocotools import mask as mask_utils
+    test_sources = gs.load_split('test', fs.SYSTEM_FASHION_DIR)
+    index = torch.arange(3)
+    _, labels = gs.seg_batch(test_sources, SEED, 'test', index)
+    for i in range(3):
+        written = cv2.imread(str(written_scenes / 'seg' / 'annotations' / 'validation' / f'scene_{i:06d}.png'),
+                             cv2.IMREAD_UNCHANGED)
+        assert (labels[i].numpy() == written).all()
+    images, masks, boxes, classes, present = gs.det_batch(test_sources, SEED, 'test', index)
+    coco = json.loads((written_scenes / 'det' / 'annotations' / 'instances_val2017.json').read_text())
+    for i in range(3):
+        annotations = [a for a in coco['annotations'] if a['image_id'] == i + 1]
+        keep = present[i]
+        assert [a['category_id'] for a in annotations] == (classes[i][keep] + 1).tolist()
+        assert [a['bbox'] for a in annotations] == [[x0, y0, x1 - x0, y1 - y0]
+                                                    for x0, y0, x1, y1 in boxes[i][keep].tolist()]
+        for annotation, mask in zip(annotations, masks[i][keep]):
+            assert (mask_utils.decode(annotation['segmentation']).astype(bool) == mask.numpy()).all()
+        jpeg = cv2.imread(str(written_scenes / 'det' / 'val2017' / f'scene_{i:06d}.jpg'))[..., ::-1]
+        assert abs(jpeg.astype(float) - images[i].permute(1, 2, 0).numpy()).mean() < 3  # JPEG quality 95
+
+
+def test_detection_training_scenes(train_sources):
+    """Training scenes: train garments only, a box tight around each item's own pixels, and the
+    dataset's fields as mmdet's LoadAnnotations gives them for the COCO files."""
+    from mtr_mm.data.generated_datasets import FashionScenesDetDataset
+    index = torch.tensor([0, 1, 54_999, 200_001])
+    layout = fs.scene_layout(train_sources, SEED, gs.DET_PARTS['train'], index, *fs.DET_SIZE)
+    assert int(layout.garment.max()) < train_sources.num_garments == 60_000 - gs.VAL_GARMENTS
+    images, masks, boxes, classes, present = gs.det_batch(train_sources, SEED, 'train', index)
+    assert images.shape == (4, 3, *fs.DET_SIZE) and torch.equal(present, layout.valid)
+    assert torch.equal(classes[present], train_sources.labels[layout.garment][present])
+    for mask, (x0, y0, x1, y1) in zip(masks[present], boxes[present].tolist()):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        assert [x0, y0, x1, y1] == [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
+    dataset = FashionScenesDetDataset('train', 10, fashion_dir=fs.SYSTEM_FASHION_DIR)
+    dataset._sources = train_sources
+    results = dataset.__getitems__([2, 1])
+    assert [r['img_id'] for r in results] == [3, 2]
+    second = results[1]
+    assert second['img'].shape == (*fs.DET_SIZE, 3)
+    assert (second['img'][..., ::-1] == images[1].permute(1, 2, 0).numpy()).all()  # BGR, as from a file
+    assert second['gt_bboxes'].tensor.tolist() == boxes[1][present[1]].float().tolist()
+    assert second['gt_bboxes_labels'].tolist() == classes[1][present[1]].tolist()
+    assert (second['gt_masks'].masks == masks[1][present[1]].numpy()).all()
+    assert not second['gt_ignore_flags'].any()

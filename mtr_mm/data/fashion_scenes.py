@@ -54,7 +54,7 @@ SEG_SIZE = (512, 512)         # (height, width): ADE20K's usual crop
 DET_SIZE = (480, 640)         # (height, width): a typical COCO image
 # Each part of the data draws from its own random streams.
 PARTS = {'cls_train': 0, 'cls_test': 1, 'seg': 2, 'det': 3, 'seg_train': 4, 'cls_val': 5, 'seg_val': 6,
-         'det_val': 7}
+         'det_val': 7, 'det_train': 8}
 # The validation parts choose settings (layer sets, knobs) so that nothing is chosen on the test
 # parts: other random streams, so no image is shared with test; built from the test garments, with
 # classification image i of 'cls_val' using garment N-1-i, so its garments are not those of the
@@ -385,6 +385,22 @@ def semantic_map(instances: Tensor, classes: Tensor) -> Tensor:
     class + 1 on each item's own pixels."""
     lookup = torch.cat([torch.zeros_like(classes[:, :1]), classes + 1], dim=1).clamp(min=0)
     return lookup.gather(1, instances.long().flatten(1)).view_as(instances).to(torch.uint8)
+
+
+def scene_objects(instances: Tensor, classes: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The detection labels of scenes (:func:`scene_batch`), per slot: masks (B, K, H, W) bool of
+    the item's own pixels, tight boxes (B, K, 4) int64 x0, y0, x1, y1 (x1, y1 one past the last
+    pixel), classes (B, K) and present (B, K) bool: the slot holds an item with pixels. What the
+    COCO files of tools/data/make_fashion_scenes.py and the training batches of ``gpu_scenes``
+    both read, so the two cannot disagree."""
+    slots = torch.arange(1, classes.shape[1] + 1, device=instances.device, dtype=instances.dtype)
+    masks = instances[:, None] == slots[None, :, None, None]
+    rows, cols = masks.any(3), masks.any(2)                                        # (B, K, H), (B, K, W)
+    first = lambda hit: hit.to(torch.uint8).argmax(-1)  # noqa: E731 (argmax: the first maximum)
+    last = lambda hit: hit.shape[-1] - first(hit.flip(-1))  # noqa: E731
+    boxes = torch.stack([first(cols), first(rows), last(cols), last(rows)], dim=-1).long()
+    present = (classes >= 0) & rows.any(-1)
+    return masks, boxes, classes, present
 
 
 def normalize(images: Tensor) -> Tensor:

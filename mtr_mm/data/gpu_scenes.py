@@ -5,7 +5,11 @@ training, so training is bound by the model, not by compositing), split by garme
 - ``train``: Fashion-MNIST train garments 0 .. N - VAL_GARMENTS - 1, a new order every epoch;
 - ``val``: the last ``VAL_GARMENTS`` train garments (choosing checkpoints and settings);
 - ``test``: the Fashion-MNIST test garments; test image i is image i of ``fashion_scenes``'
-  'cls_test' part, the one every evaluation script reports on.
+  'cls_test' part, the one every evaluation script reports on (scenes: image i of its 'seg' /
+  'det' parts, what ``tools/data/make_fashion_scenes.py`` writes as the test files).
+
+Scenes: the files' validation parts ('seg_val', 'det_val' written from the test garments) are
+not the ``val`` split here (the same streams, drawn from the val garments).
 
 No garment is in two splits, and every image is a pure function of (seed, split, index): the
 same on a device whatever the batch it is drawn in. The rendering (photo crop, placement, flip,
@@ -25,6 +29,7 @@ SPLITS = ('train', 'val', 'test')
 FASHION_SPLIT = {'train': 'train', 'val': 'train', 'test': 'test'}  # which Fashion-MNIST file a split uses
 CLS_PARTS = {'train': 'cls_train', 'val': 'cls_val', 'test': 'cls_test'}  # fashion_scenes' random streams
 SCENE_PARTS = {'train': 'seg_train', 'val': 'seg_val', 'test': 'seg'}
+DET_PARTS = {'train': 'det_train', 'val': 'det_val', 'test': 'det'}
 
 
 def garment_range(split: str, num_garments: int) -> Tuple[int, int]:
@@ -86,3 +91,13 @@ def seg_batch(sources: fs.Sources, seed: int, split: str, index: Tensor,
     uint8 (0 = background, class + 1 on each item's own pixels, ADE20K's convention)."""
     images, instances, classes = fs.scene_batch(sources, seed, SCENE_PARTS[split], index, *size)
     return images, fs.semantic_map(instances, classes)
+
+
+def det_batch(sources: fs.Sources, seed: int, split: str, index: Tensor,
+              size: Tuple[int, int] = fs.DET_SIZE) -> Tuple[Tensor, ...]:
+    """Detection scenes ``index`` of ``split``: images (B, 3, H, W) uint8 and, per item slot,
+    masks (B, K, H, W) bool, boxes (B, K, 4) int64 x0, y0, x1, y1, classes (B, K) and present
+    (B, K) bool (``fashion_scenes.scene_objects``, what the COCO files hold: category id =
+    class + 1)."""
+    images, instances, classes = fs.scene_batch(sources, seed, DET_PARTS[split], index, *size)
+    return (images, *fs.scene_objects(instances, classes))

@@ -145,18 +145,18 @@ def write_seg(sources, seed: int, part: str, count: int, batch: int, out_dir: st
             cv2.imwrite(osp.join(label_dir, scene_name(i) + '.png'), label)
 
 
-def coco_instances(instances: np.ndarray, classes: np.ndarray, image_id: int, first_id: int) -> list:
-    """COCO annotations of one scene: one per item, tight box and RLE mask of its own pixels."""
+def coco_instances(masks: np.ndarray, boxes: np.ndarray, classes: np.ndarray, present: np.ndarray, image_id: int,
+                   first_id: int) -> list:
+    """COCO annotations of one scene (its ``fs.scene_objects``): one per item, in slot order, its
+    tight box and the RLE mask of its own pixels; category id = class + 1."""
     from pycocotools import mask as mask_utils
     annotations = []
-    for slot in np.flatnonzero(classes >= 0):
-        mask = instances == slot + 1
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        x0, y0 = int(cols[0]), int(rows[0])
+    for slot in np.flatnonzero(present):
+        rle = mask_utils.encode(np.asfortranarray(masks[slot].astype(np.uint8)))
+        x0, y0, x1, y1 = boxes[slot].tolist()
         annotations.append(dict(
             id=first_id + len(annotations), image_id=image_id, category_id=int(classes[slot]) + 1,
-            bbox=[x0, y0, int(cols[-1]) + 1 - x0, int(rows[-1]) + 1 - y0], area=int(mask.sum()), iscrowd=0,
+            bbox=[x0, y0, x1 - x0, y1 - y0], area=int(masks[slot].sum()), iscrowd=0,
             segmentation=dict(size=list(rle['size']), counts=rle['counts'].decode('ascii'))))
     return annotations
 
@@ -174,12 +174,12 @@ def write_det(sources, seed: int, part: str, count: int, batch: int, out_dir: st
                             for i, name in enumerate(fs.FASHION_CLASSES)])
     for index in batches(count, batch):
         images, instances, classes = fs.scene_batch(sources, seed, part, index, height, width)
-        for i, image, scene, scene_classes in zip(index.tolist(), images, instances.cpu().numpy(),
-                                                  classes.cpu().numpy()):
+        objects = [x.cpu().numpy() for x in fs.scene_objects(instances, classes)]
+        for i, image, *scene in zip(index.tolist(), images, *objects):
             file_name = scene_name(i) + '.jpg'
             save_jpeg(osp.join(image_dir, file_name), image)
             coco['images'].append(dict(id=i + 1, file_name=file_name, height=height, width=width))
-            coco['annotations'] += coco_instances(scene, scene_classes, i + 1, len(coco['annotations']) + 1)
+            coco['annotations'] += coco_instances(*scene, i + 1, len(coco['annotations']) + 1)
     with open(osp.join(out_dir, 'annotations', f'instances_{split}.json'), 'w') as f:
         json.dump(coco, f)
 

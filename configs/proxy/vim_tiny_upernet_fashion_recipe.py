@@ -1,0 +1,61 @@
+# Vim-T + UperNet (as shipped: configs/vim_seg/vim_tiny_upernet_fashion_512.py) trained on the
+# Fashion-MNIST-on-photos scenes drawn on the fly (mtr_mm.data.gpu_scenes, train garments only),
+# with Vim's ADE20K recipe: AdamW, layer-wise lr decay 0.92, linear warm-up then poly (power 1)
+# decay to 0, batch 16 of 512x512 crops; plus bf16 AMP and an EMA of the weights. Iteration-based
+# and spread over GPU calls like the classifiers (CallBudgetHook, ScheduleSampler,
+# ResumingIterBasedTrainLoop: docs/proxy_training.md). The backbone starts from the Fashion Vim-T
+# classifier that travels with the repository (demo/checkpoints, joined into work_dirs/vim_t_cls.pth
+# by the GPU call), as Vim's segmenter starts from its ImageNet classifier.
+# Validation: the seg_val scene files (images/val), test: the seg test files (images/validation),
+# both written by tools/data/make_fashion_scenes.py from the test garments.
+_base_ = ['../vim_seg/vim_tiny_upernet_fashion_512.py']
+
+custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.training_calls',
+                               'mtr_mm.data.generated_datasets'], allow_failed_imports=False)
+
+batch_size = 16  # Vim's ADE20K batch (4 GPUs x 4)
+# ~12-15 min of H200 at an estimated 0.2-0.25 s / iteration (docs/proxy_training.md says how it
+# was estimated: not measured; the probe of call 1 measures it and shortens the schedule if needed).
+max_iters = 3600
+warmup_iters = 150  # Vim: 1500 of 160k; a short schedule needs a larger share
+model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/vim_t_cls.pth')))
+
+# The base's train pipeline without its two loading steps: the dataset hands over the drawn scene
+# and its label map where LoadImageFromFile / LoadAnnotations would put them.
+train_pipeline = [
+    dict(type='RandomResize', scale=(512, 512), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=(512, 512), cat_max_ratio=0.9),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+data_device = 'cpu'  # 'cuda' draws on the GPU, with num_workers=0 (see the classification recipe)
+train_dataloader = dict(
+    _delete_=True, batch_size=batch_size, num_workers=12, persistent_workers=True, pin_memory=True,
+    # scene k of the schedule is scene k of the split: none twice, and a resumed call continues
+    sampler=dict(type='ScheduleSampler'),
+    dataset=dict(type='FashionScenesSegDataset', split='train', num_samples=max_iters * batch_size,
+                 pipeline=train_pipeline, device=data_device))
+val_dataloader = dict(
+    batch_size=batch_size, num_workers=4,
+    dataset=dict(data_prefix=dict(img_path='images/val', seg_map_path='annotations/val')))
+test_dataloader = dict(batch_size=batch_size, num_workers=4)  # the base's: images/validation
+
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=dict(lr=2e-4))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=warmup_iters, end=max_iters),
+]
+train_cfg = dict(type='ResumingIterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters // 4)
+default_hooks = dict(
+    logger=dict(interval=25),
+    checkpoint=dict(interval=100000, max_keep_ckpts=1, save_last=True, save_best='mIoU', rule='greater'))
+# As the classification recipe: custom_hooks.4 is the CallBudgetHook (seconds set per call).
+# EMA: decay 0.998 (half-life ~350 iterations): the start weights keep e^-7 of the average after
+# 3,600 iterations (mmengine's EMA has no warm-up; shorten the schedule much and raise it).
+custom_hooks = [
+    dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
+    dict(type='EMAHook', momentum=2e-3, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='CallBudgetHook', seconds=510),
+]
+randomness = dict(seed=0, deterministic=False)
