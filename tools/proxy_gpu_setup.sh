@@ -12,7 +12,8 @@
 #   .gpu/wheels/ .gpu/*.tar.gz .gpu/build_mamba_ssm.sh     as for tools/benchmarks/gpu_setup.sh
 #   .gpu/mmseg/mmcv-2.1.0.tar.gz .gpu/mmseg/setuptools-*.whl
 #   .gpu/fashion/  python tools/data/make_fashion_scenes.py --pack .gpu/fashion
-#   cls: .gpu/proxy/  mmpretrain-1.2.0, mat4py, model_index, ordered_set wheels
+#   cls: .gpu/proxy/  mmpretrain-1.2.0, mat4py, model_index, ordered_set, importlib_metadata-8.7.0 wheels
+#        (the image lacks importlib_metadata, which mmpretrain imports; 10.x needs lazy_importer too)
 #   seg: .gpu/mmseg/  mmsegmentation-1.2.2, prettytable, wcwidth, ftfy wheels
 #   det: .gpu/mmdet/  mmdet-3.3.0, pycocotools, shapely, terminaltables wheels (cp312)
 # Then: PROXY_TASK=... bash tools/proxy_gpu_setup.sh && python3 tools/train.py configs/proxy/... (see the doc)
@@ -27,7 +28,7 @@ esac
 WITH_MMSEG=$WITH_MMSEG WITH_CAUSAL_CONV1D=${WITH_CAUSAL_CONV1D:-0} bash tools/benchmarks/gpu_setup.sh
 python3 -c 'import pkg_resources' 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/mmseg/setuptools-*.whl
 if [ "$task" = cls ]; then
-  python3 -m pip install -q --no-index --no-deps .gpu/proxy/*.whl
+  python3 -c 'import mmpretrain' 2>/dev/null || python3 -m pip install -q --no-index --no-deps .gpu/proxy/*.whl
   if ! python3 -c 'import mmcv.transforms' 2>/dev/null; then
     build=/tmp/mmcv_lite_build
     mkdir -p $build && tar xzf .gpu/mmseg/mmcv-2.1.0.tar.gz -C $build

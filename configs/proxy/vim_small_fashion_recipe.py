@@ -1,9 +1,9 @@
 # Vim-S with the recipe of vim_tiny_fashion_recipe.py: Vim-S's width and drop path, and a schedule
-# of 5 epochs (about 2.7 times Vim-T's compute an image: what one GPU session trains).
+# of 5 epochs (about 2.7 times Vim-T's compute an image: what one GPU session trains), or
+# $PROXY_MAX_ITERS iterations.
 _base_ = './vim_tiny_fashion_recipe.py'
-epochs = 5
 iters_per_epoch = 214  # 55,000 // 256, as in the base
-max_iters = epochs * iters_per_epoch
+max_iters = {{'$PROXY_MAX_ITERS:1070'}}
 model = dict(backbone=dict(arch='small', drop_path_rate=0.05), head=dict(in_channels=384))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=iters_per_epoch),
@@ -11,3 +11,8 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
 train_dataloader = dict(dataset=dict(num_samples=max_iters * 256))
+custom_hooks = [  # the base's, with the EMA momentum of this schedule
+    dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
+    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='CallBudgetHook', seconds=510),
+]

@@ -12,7 +12,6 @@
 # - no repeated augmentation (one GPU);
 # - EMA momentum 8 / max_iters instead of 4e-5 (decay 0.99996): the schedule is ~2k, not 375k, iterations,
 #   and the average must forget its random start ((1 - 8 / N) ** N = e^-8; 2e-4 would keep 60 % of it).
-#   A schedule shortened from the command line must set custom_hooks.3.momentum to match.
 _base_ = ['../_base_/models/vim_cls.py', '../_base_/default_runtime_cls.py']
 
 custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.training_calls',
@@ -22,12 +21,13 @@ num_classes = 10
 train_images_per_epoch = 55_000  # the train garments (gpu_scenes: 60,000 - VAL_GARMENTS)
 batch_size = 256
 # One GPU session holds one machine for <= 30 min, so a schedule must end inside it (the resumable
-# state cannot travel between sessions beside the data: docs/proxy_training.md). At the ~700
-# images/s expected of Vim-T (bf16, mamba-ssm kernels) ~18 min of training are ~13 epochs.
-epochs = 12
+# state cannot travel between sessions beside the data: docs/proxy_training.md). Default 12 epochs
+# (2,568 iterations); $PROXY_MAX_ITERS sets another length, and everything below follows it (the
+# warm-up, the cosine's end, the EMA momentum, the images drawn): tools/proxy_call.sh sets it from
+# the rate its probe measures.
 warmup_epochs = 1
 iters_per_epoch = train_images_per_epoch // batch_size
-max_iters = epochs * iters_per_epoch
+max_iters = {{'$PROXY_MAX_ITERS:2568'}}
 base_lr = 5e-4 * batch_size / 512  # Vim: 5e-4 per 512 images
 drop_path_rate = 0.0               # Vim-T: 0.0, Vim-S: 0.05
 

@@ -20,7 +20,7 @@ num_classes = 10
 batch_size = 16  # ViTDet: 64 (16 GPUs x 4)
 # ~15 min of H200 at an estimated ~1 s / iteration (docs/proxy_training.md says how it was
 # estimated: not measured; the probe of call 1 measures it and shortens the schedule if needed).
-max_iters = 900
+max_iters = {{'$PROXY_MAX_ITERS:900'}}  # or $PROXY_MAX_ITERS (tools/proxy_call.sh)
 warmup_iters = 50
 # mmengine replaces lists whole: the base's three cascade box heads, with 10 classes.
 model = dict(
@@ -82,11 +82,11 @@ default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=100000, max_keep_ckpts=1, save_last=True, save_best='coco/bbox_mAP', rule='greater'))
 # As the classification recipe: custom_hooks.4 is the CallBudgetHook (seconds set per call).
-# EMA: decay 0.995 (half-life ~140 iterations): the start weights keep e^-4.5 of the average
-# after 900 iterations (mmengine's EMA has no warm-up).
+# EMA momentum 8 / max_iters: the start weights keep e^-8 of the average at the end, whatever the
+# schedule's length (mmengine's EMA has no warm-up).
 custom_hooks = [
     dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
-    dict(type='EMAHook', momentum=5e-3, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
     dict(type='CallBudgetHook', seconds=510),
 ]
 randomness = dict(seed=0, deterministic=False)

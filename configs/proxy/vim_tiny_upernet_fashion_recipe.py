@@ -16,7 +16,7 @@ custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.
 batch_size = 16  # Vim's ADE20K batch (4 GPUs x 4)
 # ~12-15 min of H200 at an estimated 0.2-0.25 s / iteration (docs/proxy_training.md says how it
 # was estimated: not measured; the probe of call 1 measures it and shortens the schedule if needed).
-max_iters = 3600
+max_iters = {{'$PROXY_MAX_ITERS:3600'}}  # or $PROXY_MAX_ITERS (tools/proxy_call.sh)
 warmup_iters = 150  # Vim: 1500 of 160k; a short schedule needs a larger share
 model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/vim_t_cls.pth')))
 
@@ -51,11 +51,11 @@ default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=100000, max_keep_ckpts=1, save_last=True, save_best='mIoU', rule='greater'))
 # As the classification recipe: custom_hooks.4 is the CallBudgetHook (seconds set per call).
-# EMA: decay 0.998 (half-life ~350 iterations): the start weights keep e^-7 of the average after
-# 3,600 iterations (mmengine's EMA has no warm-up; shorten the schedule much and raise it).
+# EMA momentum 8 / max_iters: the start weights keep e^-8 of the average at the end, whatever the
+# schedule's length (mmengine's EMA has no warm-up).
 custom_hooks = [
     dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
-    dict(type='EMAHook', momentum=2e-3, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
     dict(type='CallBudgetHook', seconds=510),
 ]
 randomness = dict(seed=0, deterministic=False)

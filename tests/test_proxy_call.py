@@ -1,0 +1,42 @@
+"""tools/proxy_call.sh, the GPU calls of a proxy training run, as a dry run on CPU with a tiny Vim: the
+first call writes the test files, probes the rate, fixes the schedule length and trains; the last
+resumes, finishes and tests; each call leaves its curves and the EMA weights in $OUT."""
+import os
+import subprocess
+import sys
+
+from mmengine.config import Config
+
+from script_runner import REPO
+from test_proxy_training import write_config  # skips with it where Fashion-MNIST is missing
+
+
+def call(phase: str, config: str, work_dir, out, data) -> str:
+    env = dict(os.environ, OUT=str(out), PROXY_SETUP='0', PROXY_DEVICE='cpu', PROXY_TEST_IMAGES='4',
+               PROXY_DATA=str(data), TRAIN_UNTIL='600', OMP_NUM_THREADS='1',
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])  # its python3 is this one
+    out.mkdir()
+    done = subprocess.run(['bash', 'tools/proxy_call.sh', phase, config, str(work_dir)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_first_and_last_call_train_the_schedule_and_test(tmp_path):
+    config = write_config(str(tmp_path), iters=4)  # 8 iterations, each call stops after 4
+    cfg = Config.fromfile(config)
+    cfg.test_dataloader.dataset.data_root = str(tmp_path / 'data' / 'cls')
+    cfg.dump(config)
+    work_dir = tmp_path / 'work'
+
+    first = call('first', config, work_dir, tmp_path / 'out1', tmp_path / 'data')
+    assert (tmp_path / 'data' / 'cls' / 'meta' / 'test.txt').read_text().count('\n') == 4
+    assert (work_dir / 'N').read_text().strip() == '8'  # the config's 8: the probe leaves time for more
+    assert 'trained to iter_4.pth of N=8' in first
+    assert (tmp_path / 'out1' / 'work.pth.part1').is_file() and list((tmp_path / 'out1' / 'curves').glob('*.json'))
+    assert 'probe: ' in first and 's/iteration' in first
+
+    last = call('last', config, work_dir, tmp_path / 'out2', tmp_path / 'data')
+    assert 'trained to iter_8.pth of N=8' in last and 'tested at' in last
+    assert 'accuracy/top1' in (tmp_path / 'out2' / 'test.log').read_text()
+    assert len(list((tmp_path / 'out2' / 'curves').glob('*.json'))) == 2  # one learning curve per call
