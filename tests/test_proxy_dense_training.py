@@ -88,7 +88,7 @@ def write_config(folder, task: str, data_root: str, iters: int) -> str:
         cfg.param_scheduler[1].milestones = [6, 7]
     cfg.optim_wrapper.type = 'OptimWrapper'
     del cfg.optim_wrapper['dtype']
-    next(h for h in cfg.custom_hooks if h.type == 'EMAHook').momentum = 0.1
+    next(h for h in cfg.custom_hooks if h.type == 'ScheduleEMAHook').momentum = 0.1
     budget = next(h for h in cfg.custom_hooks if h.type == 'CallBudgetHook')
     budget.seconds, budget.iters = None, iters
     path = osp.join(folder, f'tiny_{task}_{iters}.py')

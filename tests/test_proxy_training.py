@@ -38,7 +38,7 @@ def write_config(folder, iters: int) -> str:
     cfg.param_scheduler[1].end = 8
     cfg.optim_wrapper.type = 'OptimWrapper'
     del cfg.optim_wrapper['dtype']
-    ema = next(h for h in cfg.custom_hooks if h.type == 'EMAHook')
+    ema = next(h for h in cfg.custom_hooks if h.type == 'ScheduleEMAHook')
     ema.momentum = 0.1
     budget = next(h for h in cfg.custom_hooks if h.type == 'CallBudgetHook')
     budget.seconds, budget.iters = None, iters

@@ -11,8 +11,3 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
 train_dataloader = dict(dataset=dict(num_samples=max_iters * 256))
-custom_hooks = [  # the base's, with the EMA momentum of this schedule
-    dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
-    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='CallBudgetHook', seconds=510),
-]

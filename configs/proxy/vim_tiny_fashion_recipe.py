@@ -10,9 +10,9 @@
 # - no RandomResizedCrop / flip: the generator already draws each garment at a random scale
 #   (48-160 px), position and mirroring; a crop of 8 % of the image would often cut it away;
 # - no repeated augmentation (one GPU);
-# - EMA momentum 8 / max_iters instead of 4e-5 (decay 0.99996): the schedule is ~2k, not 375k, iterations,
-#   and the average must forget its random start ((1 - 8 / N) ** N = e^-8; 2e-4 would keep 60 % of it).
-_base_ = ['../_base_/models/vim_cls.py', '../_base_/default_runtime_cls.py']
+# - EMA momentum 8 / max_iters (ScheduleEMAHook) instead of 4e-5 (decay 0.99996): the schedule is
+#   ~2k, not 375k, iterations, and the average must forget its random start ((1 - 8 / N) ** N = e^-8).
+_base_ = ['../_base_/models/vim_cls.py', '../_base_/default_runtime_cls.py', '../_base_/training_calls.py']
 
 custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.training_calls',
                                'mtr_mm.data.generated_datasets'], allow_failed_imports=False)
@@ -99,11 +99,5 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1, save_last=True,
                     save_best='accuracy/top1', rule='greater'))
 log_processor = dict(by_epoch=False)
-# The base hooks (reduction info, input checks, result exchange) + EMA + the per-call budget: a
-# call trains at most 8.5 minutes, so it ends, saves and exits inside the 10-minute limit.
-custom_hooks = [
-    dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
-    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='CallBudgetHook', seconds=510),
-]
+custom_hooks = {{_base_.training_call_hooks}}  # configs/_base_/training_calls.py
 randomness = dict(seed=0, deterministic=False)

@@ -10,7 +10,7 @@
 # valsplit2017, det test scenes: val2017, test garments), mmdet's CocoMetric, bbox + segm.
 # mmcv without CUDA ops (tools/proxy_gpu_setup.sh): NMS and RoIAlign of CUDA tensors run
 # torchvision's kernels (mtr_mm.ops.mmcv_cuda_fallback, imported below).
-_base_ = ['../vim_det/vim_tiny_cascade_mask_rcnn_coco_lsj.py']
+_base_ = ['../vim_det/vim_tiny_cascade_mask_rcnn_coco_lsj.py', '../_base_/training_calls.py']
 
 custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.training_calls',
                                'mtr_mm.data.generated_datasets', 'mtr_mm.ops.mmcv_cuda_fallback'],
@@ -36,18 +36,6 @@ model = dict(
             for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])],
         mask_head=dict(num_classes=num_classes)))
 
-# The base's LSJ pipeline without its two loading steps (the dataset hands over the drawn scene
-# with boxes, labels and masks where LoadImageFromFile / LoadAnnotations put them).
-image_size = (1024, 1024)
-train_pipeline = [
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size, recompute_bbox=True,
-         allow_negative_crop=True),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
-    dict(type='PackDetInputs'),
-]
 data_root = 'data/fashion_scenes/det/'
 metainfo = dict(classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
                          'Bag', 'Ankle boot'))
@@ -57,7 +45,7 @@ train_dataloader = dict(
     # scene k of the schedule is scene k of the split: none twice, and a resumed call continues
     sampler=dict(type='ScheduleSampler'),
     dataset=dict(type='FashionScenesDetDataset', split='train', num_samples=max_iters * batch_size,
-                 pipeline=train_pipeline, device=data_device))
+                 pipeline={{_base_.train_pipeline}}, device=data_device))  # loading steps skipped
 val_dataloader = dict(
     batch_size=1, num_workers=4,
     dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_valsplit2017.json',
@@ -81,12 +69,5 @@ train_cfg = dict(type='ResumingIterBasedTrainLoop', max_iters=max_iters, val_int
 default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=100000, max_keep_ckpts=1, save_last=True, save_best='coco/bbox_mAP', rule='greater'))
-# As the classification recipe: custom_hooks.4 is the CallBudgetHook (seconds set per call).
-# EMA momentum 8 / max_iters: the start weights keep e^-8 of the average at the end, whatever the
-# schedule's length (mmengine's EMA has no warm-up).
-custom_hooks = [
-    dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
-    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='CallBudgetHook', seconds=510),
-]
+custom_hooks = {{_base_.training_call_hooks}}  # configs/_base_/training_calls.py
 randomness = dict(seed=0, deterministic=False)

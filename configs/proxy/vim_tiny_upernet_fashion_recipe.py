@@ -8,7 +8,7 @@
 # by the GPU call), as Vim's segmenter starts from its ImageNet classifier.
 # Validation: the seg_val scene files (images/val), test: the seg test files (images/validation),
 # both written by tools/data/make_fashion_scenes.py from the test garments.
-_base_ = ['../vim_seg/vim_tiny_upernet_fashion_512.py']
+_base_ = ['../vim_seg/vim_tiny_upernet_fashion_512.py', '../_base_/training_calls.py']
 
 custom_imports = dict(imports=['mtr_mm.models', 'mtr_mm.engine', 'mtr_mm.engine.training_calls',
                                'mtr_mm.data.generated_datasets'], allow_failed_imports=False)
@@ -20,22 +20,13 @@ max_iters = {{'$PROXY_MAX_ITERS:3600'}}  # or $PROXY_MAX_ITERS (tools/proxy_call
 warmup_iters = 150  # Vim: 1500 of 160k; a short schedule needs a larger share
 model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/vim_t_cls.pth')))
 
-# The base's train pipeline without its two loading steps: the dataset hands over the drawn scene
-# and its label map where LoadImageFromFile / LoadAnnotations would put them.
-train_pipeline = [
-    dict(type='RandomResize', scale=(512, 512), ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=(512, 512), cat_max_ratio=0.9),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
 data_device = 'cpu'  # 'cuda' draws on the GPU, with num_workers=0 (see the classification recipe)
 train_dataloader = dict(
     _delete_=True, batch_size=batch_size, num_workers=12, persistent_workers=True, pin_memory=True,
     # scene k of the schedule is scene k of the split: none twice, and a resumed call continues
     sampler=dict(type='ScheduleSampler'),
     dataset=dict(type='FashionScenesSegDataset', split='train', num_samples=max_iters * batch_size,
-                 pipeline=train_pipeline, device=data_device))
+                 pipeline={{_base_.train_pipeline}}, device=data_device))  # loading steps skipped
 val_dataloader = dict(
     batch_size=batch_size, num_workers=4,
     dataset=dict(data_prefix=dict(img_path='images/val', seg_map_path='annotations/val')))
@@ -50,12 +41,5 @@ train_cfg = dict(type='ResumingIterBasedTrainLoop', max_iters=max_iters, val_int
 default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=100000, max_keep_ckpts=1, save_last=True, save_best='mIoU', rule='greater'))
-# As the classification recipe: custom_hooks.4 is the CallBudgetHook (seconds set per call).
-# EMA momentum 8 / max_iters: the start weights keep e^-8 of the average at the end, whatever the
-# schedule's length (mmengine's EMA has no warm-up).
-custom_hooks = [
-    dict(type='ReductionInfoHook'), dict(type='InputCheckHook'), dict(type='CollectUnderWorkDirHook'),
-    dict(type='EMAHook', momentum=8 / max_iters, update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='CallBudgetHook', seconds=510),
-]
+custom_hooks = {{_base_.training_call_hooks}}  # configs/_base_/training_calls.py
 randomness = dict(seed=0, deterministic=False)

@@ -20,6 +20,16 @@ from . import fashion_scenes as fs
 from . import gpu_scenes as gs
 
 
+# What these datasets do themselves: a config's file pipeline (the shipped datasets' train_pipeline)
+# applies as it is, its loading steps skipped.
+LOADING_STEPS = ('LoadImageFromFile', 'LoadAnnotations')
+
+
+def is_loading_step(transform) -> bool:
+    name = transform.get('type') if isinstance(transform, dict) else type(transform).__name__
+    return isinstance(name, str) and name.split('.')[-1] in LOADING_STEPS
+
+
 class _GeneratedDataset(torch.utils.data.Dataset):
     """Images 0 .. ``num_samples - 1`` of a :mod:`gpu_scenes` split; subclasses draw a batch
     (``draw``) as the results dicts the pipeline starts from.
@@ -27,7 +37,8 @@ class _GeneratedDataset(torch.utils.data.Dataset):
     Args:
         split: 'train', 'val' or 'test' (garments: see ``gpu_scenes``).
         num_samples: images in the dataset.
-        pipeline: transforms applied to each image.
+        pipeline: transforms applied to each image; its loading steps are skipped (the image and
+            its labels are drawn), so a config's file pipeline applies as it is.
         seed: the random streams of the images.
         device: where images are drawn ('cuda' only with ``num_workers=0``).
         fashion_dir: Fashion-MNIST folder (default: ``fashion_scenes.default_fashion_dir()``).
@@ -40,7 +51,7 @@ class _GeneratedDataset(torch.utils.data.Dataset):
             raise ValueError(f'split {split!r} is not one of {gs.SPLITS}')
         self.split, self.num_samples, self.seed = split, num_samples, seed
         self.device, self.fashion_dir = device, fashion_dir
-        self.pipeline = Compose(list(pipeline))
+        self.pipeline = Compose([t for t in pipeline if not is_loading_step(t)])
         self.metainfo = dict(self.METAINFO)
         self._sources = None  # loaded on first use, in the process (worker) that draws
 
