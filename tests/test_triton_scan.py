@@ -79,6 +79,16 @@ def test_contiguous_inputs_column_major_A_and_several_channel_blocks(triton_scan
     check(triton_scan, inputs, block_e=32)  # blocks of 32 + 8 channels
 
 
+def test_strided_D_and_delta_bias(triton_scan):
+    """(E,) weights given as strided views (every other element of a longer vector): the kernel
+    indexes them per channel, so they must be read at their strides, not as contiguous."""
+    inputs = scan_inputs(2, 40, 16, 9)
+    for name in ('D', 'delta_bias'):
+        inputs[name] = torch.stack([inputs[name], torch.full_like(inputs[name], 50.)], 1)[:, 0]
+        assert inputs[name].stride() == (2, )
+    check(triton_scan, inputs)
+
+
 def test_block_config_fills_the_gpu(triton_scan):
     assert triton_scan.block_config(128, 1536, torch.device('cpu')) == triton_scan.BLOCK_CONFIGS[0]
     assert triton_scan.block_config(1, 40, torch.device('cpu')) == triton_scan.BLOCK_CONFIGS[-1]

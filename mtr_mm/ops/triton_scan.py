@@ -132,6 +132,9 @@ def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
     for name, t in dict(u=u, delta=delta, B=B, C=C, z=z).items():
         if t is not None and t.stride(-1) != 1:
             raise ValueError(f'selective_scan_triton: {name} needs unit stride along L, got strides {t.stride()}')
+    # The kernel reads D and delta_bias at unit stride (one load per channel block): a no-op for Vim's parameters.
+    D = None if D is None else D.contiguous()
+    delta_bias = None if delta_bias is None else delta_bias.contiguous()
     out = torch.empty_like(delta, dtype=u.dtype)
     ungated = torch.empty_like(out) if return_ungated and z is not None else None
     if block_e is None:
