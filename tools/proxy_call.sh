@@ -7,7 +7,8 @@
 # first   setup, the task's val / test files, a 40-iteration probe that measures s/iteration, then the
 #         schedule length N (iterations) that fits LATER_TRAIN more seconds of training after this call
 #         (default 800: one full resume call + ~5 min of the last), kept in WORK_DIR/N and handed to the
-#         config as $PROXY_MAX_ITERS (the recipes derive warm-up, decay, EMA and images from it); then trains.
+#         config as $PROXY_MAX_ITERS (the recipes derive the decay's end, EMA and images from it;
+#         the warm-up stays fixed); then trains.
 # resume  trains on from WORK_DIR's last checkpoint.
 # last    trains on until TRAIN_UNTIL (default 330 s into the call), then tests if the schedule is done.
 # Every call ends its training TRAIN_UNTIL seconds into the call (default 520; CallBudgetHook saves

@@ -22,8 +22,8 @@ train_images_per_epoch = 55_000  # the train garments (gpu_scenes: 60,000 - VAL_
 batch_size = 256
 # One GPU session holds one machine for <= 30 min, so a schedule must end inside it (the resumable
 # state cannot travel between sessions beside the data: docs/proxy_training.md). Default 12 epochs
-# (2,568 iterations); $PROXY_MAX_ITERS sets another length, and everything below follows it (the
-# warm-up, the cosine's end, the EMA momentum, the images drawn): tools/proxy_call.sh sets it from
+# (2,568 iterations); $PROXY_MAX_ITERS sets another length, and the cosine's end, the EMA momentum
+# and the images drawn follow it (the warm-up stays one epoch): tools/proxy_call.sh sets it from
 # the rate its probe measures.
 warmup_epochs = 1
 iters_per_epoch = train_images_per_epoch // batch_size
