@@ -42,6 +42,7 @@ if [ $phase = first ]; then
     python3 tools/proxy_checkpoint.py join demo/checkpoints/vim_tiny_fashion_fp16.pth.part* --out work_dirs/vim_t_cls.pth
   fi
   echo "data done at ${SECONDS}s"
+  rm -rf /tmp/probe  # a probe of an earlier call (a retried first) would be read below instead of this one
   python3 tools/train.py $C --work-dir /tmp/probe --cfg-options train_cfg.val_interval=100000 \
       custom_hooks.4.iters=40 default_hooks.logger.interval=10 > $OUT/probe.log 2>&1 || { tail -60 $OUT/probe.log; exit 1; }
   mkdir -p $W
