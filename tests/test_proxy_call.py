@@ -45,3 +45,13 @@ def test_first_and_last_call_train_the_schedule_and_test(tmp_path):
     assert 'trained to iter_8.pth of N=8' in last and 'tested at' in last
     assert 'accuracy/top1' in (tmp_path / 'out2' / 'test.log').read_text()
     assert len(list((tmp_path / 'out2' / 'curves').glob('*.json'))) == 2  # one learning curve per call
+
+
+def test_bad_phase_task_or_config_are_named(tmp_path):
+    for args, env, message in ((['middle', 'c.py', 'w'], {}, 'phase middle: give first, resume or last'),
+                               (['first', 'configs/proxy/vim_tiny_fashion_short.py', 'w'], {'PROXY_TASK': 'cls2'},
+                                'PROXY_TASK=cls2: give cls, seg or det'),
+                               (['first', 'nosuch.py', 'w'], {}, 'nosuch.py: no such config')):
+        done = subprocess.run(['bash', 'tools/proxy_call.sh', *args], cwd=REPO, capture_output=True, text=True,
+                              env=dict(os.environ, OUT=str(tmp_path), **env), timeout=60)
+        assert done.returncode == 2 and message in done.stdout, (args, done.stdout, done.stderr)

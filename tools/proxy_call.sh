@@ -23,6 +23,7 @@ phase=${1:?first, resume or last}; C=${2:?config}; W=${3:?work dir}
 task=${PROXY_TASK:-cls}
 export PYTHONUNBUFFERED=1
 case $phase in first|resume|last) ;; *) echo "phase $phase: give first, resume or last"; exit 2 ;; esac
+case $task in cls|seg|det) ;; *) echo "PROXY_TASK=$task: give cls, seg or det"; exit 2 ;; esac
 [ -f "$C" ] || { echo "$C: no such config"; exit 2; }
 
 if [ "${PROXY_SETUP:-1}" = 1 ]; then
@@ -39,7 +40,7 @@ if [ $phase = first ]; then
       --device ${PROXY_DEVICE:-cuda} \
       > $OUT/data.log 2>&1 || { tail -20 $OUT/data.log; exit 1; }
   if [ $task != cls ]; then  # the dense recipes start from the Vim-T classifier
-    python3 tools/proxy_checkpoint.py join demo/checkpoints/vim_tiny_fashion_fp16.pth.part* --out work_dirs/vim_t_cls.pth
+    python3 tools/proxy_checkpoint.py join demo/checkpoints/vim_tiny_fashion_fp16.pth.part* --out work_dirs/vim_t_cls.pth || exit 1
   fi
   echo "data done at ${SECONDS}s"
   rm -rf /tmp/probe  # a probe of an earlier call (a retried first) would be read below instead of this one
@@ -70,7 +71,7 @@ checkpoint=$(cat $W/last_checkpoint)
 echo "trained to $(basename $checkpoint) of N=$PROXY_MAX_ITERS at ${SECONDS}s"
 mkdir -p $OUT/curves && for f in $W/2*/vis_data/scalars.json; do cp $f $OUT/curves/$(basename $(dirname $(dirname $f))).json; done
 name=$(basename $W)
-mkdir -p /tmp/parts && python3 tools/proxy_checkpoint.py split $checkpoint /tmp/parts/$name --weights-only
+rm -rf /tmp/parts && mkdir -p /tmp/parts && python3 tools/proxy_checkpoint.py split $checkpoint /tmp/parts/$name --weights-only
 # what a call may return: 64 MiB in all (the detector's weights are larger: docs/proxy_training.md)
 [ $(du -cm /tmp/parts/$name.pth.part* | tail -1 | cut -f1) -le 56 ] && cp /tmp/parts/$name.pth.part* $OUT/
 

@@ -1,4 +1,5 @@
-# Vim-T on the Fashion-MNIST-on-photos images for a schedule that fits one GPU session (~11 epochs):
+# Vim-T on the Fashion-MNIST-on-photos images for a schedule that fits one GPU session (12 epochs
+# by default; tools/proxy_call.sh fits N to the session):
 # vim_tiny_fashion_recipe.py without Mixup / CutMix, RandAugment and random erasing, at 4x its
 # learning rate (1e-3 at batch 256, what tools/benchmarks/train_fashion_cls.py trained the demo
 # model with). Measured on the H200 (docs/benchmarks/proxy/): with the full recipe Vim-T reached only
