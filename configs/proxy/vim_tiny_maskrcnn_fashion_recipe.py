@@ -39,13 +39,12 @@ model = dict(
 data_root = 'data/fashion_scenes/det/'
 metainfo = dict(classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
                          'Bag', 'Ankle boot'))
-data_device = 'cpu'  # 'cuda' draws on the GPU, with num_workers=0 (see the classification recipe)
+# Scenes drawn on the fly (device='cuda' draws them on the GPU, with num_workers=0), in the base's loader;
+# scene k of the schedule is scene k of the split (ScheduleSampler): none twice, a resumed call continues.
 train_dataloader = dict(
-    _delete_=True, batch_size=batch_size, num_workers=12, persistent_workers=True, pin_memory=True,
-    # scene k of the schedule is scene k of the split: none twice, and a resumed call continues
-    sampler=dict(type='ScheduleSampler'),
-    dataset=dict(type='FashionScenesDetDataset', split='train', num_samples=max_iters * batch_size,
-                 pipeline={{_base_.train_pipeline}}, device=data_device))  # loading steps skipped
+    batch_size=batch_size, num_workers=12, pin_memory=True, sampler=dict(_delete_=True, type='ScheduleSampler'),
+    dataset=dict(_delete_=True, type='FashionScenesDetDataset', split='train', num_samples=max_iters * batch_size,
+                 pipeline={{_base_.train_pipeline}}, device='cpu'))  # its loading steps skipped
 val_dataloader = dict(
     batch_size=1, num_workers=4,
     dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_valsplit2017.json',

@@ -20,13 +20,12 @@ max_iters = {{'$PROXY_MAX_ITERS:3600'}}  # or $PROXY_MAX_ITERS (tools/proxy_call
 warmup_iters = 150  # Vim: 1500 of 160k; a short schedule needs a larger share
 model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/vim_t_cls.pth')))
 
-data_device = 'cpu'  # 'cuda' draws on the GPU, with num_workers=0 (see the classification recipe)
+# Scenes drawn on the fly (device='cuda' draws them on the GPU, with num_workers=0), in the base's loader;
+# scene k of the schedule is scene k of the split (ScheduleSampler): none twice, a resumed call continues.
 train_dataloader = dict(
-    _delete_=True, batch_size=batch_size, num_workers=12, persistent_workers=True, pin_memory=True,
-    # scene k of the schedule is scene k of the split: none twice, and a resumed call continues
-    sampler=dict(type='ScheduleSampler'),
-    dataset=dict(type='FashionScenesSegDataset', split='train', num_samples=max_iters * batch_size,
-                 pipeline={{_base_.train_pipeline}}, device=data_device))  # loading steps skipped
+    batch_size=batch_size, num_workers=12, pin_memory=True, sampler=dict(_delete_=True, type='ScheduleSampler'),
+    dataset=dict(_delete_=True, type='FashionScenesSegDataset', split='train', num_samples=max_iters * batch_size,
+                 pipeline={{_base_.train_pipeline}}, device='cpu'))  # its loading steps skipped
 val_dataloader = dict(
     batch_size=batch_size, num_workers=4,
     dataset=dict(data_prefix=dict(img_path='images/val', seg_map_path='annotations/val')))
