@@ -73,35 +73,28 @@ def padded_size(size: tuple, divisor: int) -> tuple:
     return tuple(-(-s // divisor) * divisor for s in size)
 
 
-def floating_tensors(element):
-    """Every floating-point tensor of a data sample, nested elements included."""
-    for value in element.values():
+def floating_fields(element, prefix: str = ''):
+    """(name, tensor) of every floating-point field of a data sample, nested elements included."""
+    for key, value in element.items():
         if isinstance(value, torch.Tensor):
             if value.is_floating_point():
-                yield value
+                yield prefix + key, value
         elif hasattr(value, 'items'):
-            yield from floating_tensors(value)
+            yield from floating_fields(value, f'{prefix}{key}.')
 
 
 def all_finite(samples) -> bool:
-    """Whether no floating-point field of these samples holds NaN or inf."""
+    """Whether no floating-point field of these samples holds NaN or inf: one host read per device."""
     by_device = {}
     for sample in samples:
-        for tensor in floating_tensors(sample):
+        for _, tensor in floating_fields(sample):
             by_device.setdefault(tensor.device, []).append(torch.isfinite(tensor).all())
     return all(bool(torch.stack(flags).all()) for flags in by_device.values())
 
 
-def non_finite_field(element, prefix: str = '') -> Optional[str]:
+def non_finite_field(element) -> Optional[str]:
     """The first floating-point field of a data sample (nested elements included) holding NaN or inf."""
-    for key, value in element.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-            return prefix + key
-        if hasattr(value, 'items') and not isinstance(value, torch.Tensor):
-            found = non_finite_field(value, f'{prefix}{key}.')
-            if found:
-                return found
-    return None
+    return next((name for name, tensor in floating_fields(element) if not torch.isfinite(tensor).all()), None)
 
 
 @HOOKS.register_module()
