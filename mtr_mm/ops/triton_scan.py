@@ -15,6 +15,7 @@ Importing this module needs ``triton``; ``mtr_mm.ops.backend.triton_scan_kernel`
 Under ``TRITON_INTERPRET=1`` the kernel also runs on CPU tensors (the tests use that).
 """
 import contextlib
+import functools
 import math
 from typing import Optional
 
@@ -107,10 +108,16 @@ def _selective_scan_fwd_kernel(
             tl.store(out_ptrs + t, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@functools.lru_cache(maxsize=None)
+def multiprocessors(device: torch.device) -> int:
+    """SMs of a GPU (1 elsewhere): asked once per device, not on every scan of a forward."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 1
+
+
 def block_config(batch: int, dim: int, device: torch.device):
     """(BLOCK_E, num_warps): the largest channel block that still gives every SM two programs (a
     small batch needs small blocks to fill the GPU), else the smallest."""
-    processors = torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 1
+    processors = multiprocessors(device)
     for block_e, num_warps in BLOCK_CONFIGS:
         if batch * math.ceil(dim / block_e) >= 2 * processors:
             return block_e, num_warps
