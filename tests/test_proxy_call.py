@@ -12,10 +12,10 @@ from script_runner import REPO
 from test_proxy_training import write_config  # skips with it where Fashion-MNIST is missing
 
 
-def call(phase: str, config: str, work_dir, out, data) -> str:
-    env = dict(os.environ, OUT=str(out), PROXY_SETUP='0', PROXY_DEVICE='cpu', PROXY_TEST_IMAGES='4',
-               PROXY_DATA=str(data), TRAIN_UNTIL='600', OMP_NUM_THREADS='1',
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])  # its python3 is this one
+def call(phase: str, config: str, work_dir, out, data, **env) -> str:
+    env = {**os.environ, 'OUT': str(out), 'PROXY_SETUP': '0', 'PROXY_DEVICE': 'cpu', 'PROXY_TEST_IMAGES': '4',
+           'PROXY_DATA': str(data), 'TRAIN_UNTIL': '600', 'OMP_NUM_THREADS': '1',
+           'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'], **env}  # its python3 is this one
     out.mkdir()
     done = subprocess.run(['bash', 'tools/proxy_call.sh', phase, config, str(work_dir)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -41,7 +41,18 @@ def test_first_and_last_call_train_the_schedule_and_test(tmp_path):
     assert (tmp_path / 'out1' / 'work.pth.part1').is_file() and list((tmp_path / 'out1' / 'curves').glob('*.json'))
     assert 'probe: ' in first and 's/iteration' in first
 
-    last = call('last', config, work_dir, tmp_path / 'out2', tmp_path / 'data')
+    # a train.py that never exits after its last checkpoint (on the GPU machine it lingered past the call's
+    # limit) is ended EXIT_GRACE seconds after its budget, and the call goes on with that checkpoint
+    (tmp_path / 'linger_hook.py').write_text(
+        'import time\nfrom mmengine.hooks import Hook\nfrom mmengine.registry import HOOKS\n\n\n'
+        '@HOOKS.register_module()\nclass LingerHook(Hook):\n    def after_train(self, runner):\n'
+        '        time.sleep(10 ** 6)\n')
+    cfg.custom_imports.imports.append('linger_hook')
+    cfg.custom_hooks.append(dict(type='LingerHook'))
+    cfg.dump(config)
+    last = call('last', config, work_dir, tmp_path / 'out2', tmp_path / 'data', TRAIN_UNTIL='30', EXIT_GRACE='2',
+                PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')]))
+    assert 'had not exited 2 s after its budget: ended' in last
     assert 'trained to iter_8.pth of N=8' in last and 'tested at' in last
     assert 'accuracy/top1' in (tmp_path / 'out2' / 'test.log').read_text()
     assert len(list((tmp_path / 'out2' / 'curves').glob('*.json'))) == 2  # one learning curve per call

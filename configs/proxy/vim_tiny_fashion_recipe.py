@@ -59,8 +59,10 @@ test_pipeline = [dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=2
 # data_device='cuda' draws the images on the GPU, but needs num_workers=0 (the augmentations then
 # run in the main process); 'cpu' draws them in the workers. docs/proxy_training.md: measure both.
 data_device = 'cpu'
+# Not persistent: the schedule's sampler never ends, so the workers are made once anyway, and persistent,
+# pinned workers delayed the process's exit by ~70 s on the GPU machine (tools/proxy_call.sh).
 train_dataloader = dict(
-    batch_size=batch_size, num_workers=12, persistent_workers=True, pin_memory=True,
+    batch_size=batch_size, num_workers=12, persistent_workers=False, pin_memory=True,
     # image k of the schedule is image k of the split: never the same twice (gpu_scenes orders the
     # garments anew every epoch); a resumed call continues from the first image not trained on
     sampler=dict(type='ScheduleSampler'),
