@@ -57,6 +57,14 @@ def test_first_and_last_call_train_the_schedule_and_test(tmp_path):
     assert 'accuracy/top1' in (tmp_path / 'out2' / 'test.log').read_text()
     assert len(list((tmp_path / 'out2' / 'curves').glob('*.json'))) == 2  # one learning curve per call
 
+    # a new schedule from the weights that came back (START_FROM: the parts' common prefix)
+    cfg.custom_hooks.pop()
+    cfg.custom_imports.imports.remove('linger_hook')
+    cfg.dump(config)
+    call('first', config, tmp_path / 'again', tmp_path / 'out3', tmp_path / 'data',
+         START_FROM=str(tmp_path / 'out2' / 'work.pth'))
+    assert f"Load checkpoint from {tmp_path / 'again' / 'start_from.pth'}" in (tmp_path / 'out3' / 'train_first.log').read_text()
+
 
 def test_bad_phase_task_or_config_are_named(tmp_path):
     for args, env, message in ((['middle', 'c.py', 'w'], {}, 'phase middle: give first, resume or last'),

@@ -11,6 +11,8 @@
 #         the warm-up stays fixed); then trains.
 # resume  trains on from WORK_DIR's last checkpoint.
 # last    trains on until TRAIN_UNTIL (default 330 s into the call), then tests if the schedule is done.
+# START_FROM=PREFIX (first only): the schedule starts from the weights PREFIX.part* (an earlier call's
+#         $OUT/NAME.pth parts, carried in .gpu/): model and EMA begin there, optimizer and schedule anew.
 # Every call ends its training TRAIN_UNTIL seconds into the call (default 520; CallBudgetHook saves
 # a resumable checkpoint) and writes under $OUT: the logs, the learning curve of each call so far
 # (curves/*.json) and the EMA weights as bf16 parts (tools/proxy_checkpoint.py split --weights-only),
@@ -43,6 +45,10 @@ if [ $phase = first ]; then
   if [ $task != cls ]; then  # the dense recipes start from the Vim-T classifier
     python3 tools/proxy_checkpoint.py join demo/checkpoints/vim_tiny_fashion_fp16.pth.part* --out work_dirs/vim_t_cls.pth || exit 1
   fi
+  if [ -n "${START_FROM:-}" ]; then  # a new schedule from earlier weights: START_FROM.part* (weights-only parts)
+    mkdir -p $W && python3 tools/proxy_checkpoint.py join $START_FROM.part* --out $W/start_from.pth || exit 1
+    start_from=load_from=$W/start_from.pth
+  fi
   echo "data done at ${SECONDS}s"
   rm -rf /tmp/probe  # a probe of an earlier call (a retried first) would be read below instead of this one
   python3 tools/train.py $C --work-dir /tmp/probe --cfg-options train_cfg.val_interval=100000 \
@@ -71,7 +77,7 @@ until=${TRAIN_UNTIL:-$([ $phase = last ] && echo 330 || echo 520)}
 # a run alive EXIT_GRACE seconds past its budget is ended; its checkpoint is complete once last_checkpoint names it.
 before=$(cat $W/last_checkpoint 2>/dev/null)
 timeout -k 5 $((until - SECONDS + ${EXIT_GRACE:-45})) python3 tools/train.py $C --work-dir $W $resume \
-    --cfg-options custom_hooks.4.seconds=$((until - SECONDS)) > $OUT/train_$phase.log 2>&1
+    --cfg-options custom_hooks.4.seconds=$((until - SECONDS)) ${start_from:-} > $OUT/train_$phase.log 2>&1
 rc=$?
 if [ $rc != 0 ]; then
   { [ $rc = 124 ] || [ $rc = 137 ]; } && [ "$(cat $W/last_checkpoint 2>/dev/null)" != "$before" ] \
