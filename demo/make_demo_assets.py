@@ -1,14 +1,15 @@
 """Regenerate the files the embedded demo ships with (run once by maintainers; the outputs are
 committed, this script documents how they were made).
 
-    python demo/make_demo_assets.py --checkpoint PATH/vim_fashion.pth
+    python demo/make_demo_assets.py --checkpoint work_dirs/vim_t.pth
 
 - data/fashion_cls/: the first 48 images of the Fashion-MNIST-on-photos test set used in
   docs/benchmarks.md (seed 0, part 'cls_test'), as JPEG (quality 95), with meta/test.txt labels;
 - data/imagenet/, data/ade/: the real ImageNet and ADE20K sample photos of tests/data
   (licences in data/LICENSES.md) for the token pictures;
-- checkpoints/vim_tiny_fashion_fp16.pth.part{1,2}: the fp16 checkpoint of the benchmark training,
-  cut in two byte ranges (each under 10 MB); tools/demo.py joins them.
+- checkpoints/vim_tiny_fashion.pth.part{1,2}: the EMA weights (bf16) of the GPU proxy run of Vim-T
+  (configs/proxy/vim_tiny_fashion_short.py, docs/proxy_training.md), cut in two byte ranges (each under
+  10 MB); tools/demo.py joins them.
 """
 import argparse
 import os
@@ -55,13 +56,13 @@ def split_checkpoint(path: str):
     os.makedirs(osp.join(HERE, 'checkpoints'), exist_ok=True)
     data = open(path, 'rb').read()
     for part, start in enumerate(range(0, len(data), PART_BYTES), 1):
-        with open(osp.join(HERE, 'checkpoints', f'vim_tiny_fashion_fp16.pth.part{part}'), 'wb') as f:
+        with open(osp.join(HERE, 'checkpoints', f'vim_tiny_fashion.pth.part{part}'), 'wb') as f:
             f.write(data[start:start + PART_BYTES])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--checkpoint', required=True, help='vim_fashion.pth from tools/benchmarks/train_fashion_cls.py')
+    parser.add_argument('--checkpoint', required=True, help='the weights-only checkpoint of a proxy run (tools/proxy_checkpoint.py join ... --out FILE)')
     args = parser.parse_args()
     write_fashion(osp.join(HERE, 'data', 'fashion_cls'))
     copy_samples()

@@ -31,7 +31,7 @@ from tools.timing import MIN_ROUNDS, interleaved_rounds, rate, ratio_verdict, sp
 from tools.visualize_tokens import visualize  # noqa: E402
 
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'mtr_vim_tiny_fashion.py')
-PARTS = [osp.join(ROOT, 'demo', 'checkpoints', f'vim_tiny_fashion_fp16.pth.part{i}') for i in (1, 2)]
+PARTS = [osp.join(ROOT, 'demo', 'checkpoints', f'vim_tiny_fashion.pth.part{i}') for i in (1, 2)]
 WORK_DIR = osp.join(ROOT, 'work_dirs', 'demo')
 RUNS = {'unreduced': {'model.backbone.reduction': None}, 'MTR -40% FLOPs': {}}  # config overrides
 PICTURES = [osp.join(ROOT, 'demo', 'data', 'imagenet', 'bird.JPEG'), osp.join(ROOT, 'demo', 'data', 'ade',
@@ -44,7 +44,7 @@ BATCH = 8
 def join_checkpoint() -> str:
     """The checkpoint is shipped as two byte ranges (each under 10 MB); join them (again every run:
     a stale copy of an older checkpoint can have the same size)."""
-    path = osp.join(WORK_DIR, 'vim_tiny_fashion_fp16.pth')
+    path = osp.join(WORK_DIR, 'vim_tiny_fashion.pth')
     os.makedirs(WORK_DIR, exist_ok=True)
     with open(path, 'wb') as out:
         for part in PARTS:

@@ -43,7 +43,7 @@ if [ $phase = first ]; then
       --device ${PROXY_DEVICE:-cuda} \
       > $OUT/data.log 2>&1 || { tail -20 $OUT/data.log; exit 1; }
   if [ $task != cls ]; then  # the dense recipes start from the Vim-T classifier
-    python3 tools/proxy_checkpoint.py join demo/checkpoints/vim_tiny_fashion_fp16.pth.part* --out work_dirs/vim_t_cls.pth || exit 1
+    python3 tools/proxy_checkpoint.py join demo/checkpoints/vim_tiny_fashion.pth.part* --out work_dirs/vim_t_cls.pth || exit 1
   fi
   if [ -n "${START_FROM:-}" ]; then  # a new schedule from earlier weights: START_FROM.part* (weights-only parts)
     mkdir -p $W && python3 tools/proxy_checkpoint.py join $START_FROM.part* --out $W/start_from.pth || exit 1
