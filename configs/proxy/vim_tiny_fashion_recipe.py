@@ -23,11 +23,11 @@ batch_size = 256
 # One GPU session holds one machine for <= 30 min, so a schedule must end inside it (the resumable
 # state cannot travel between sessions beside the data: docs/proxy_training.md). Default 12 epochs
 # (2,568 iterations); $PROXY_MAX_ITERS sets another length, and the cosine's end, the EMA momentum
-# and the images drawn follow it (the warm-up stays one epoch): tools/proxy_call.sh sets it from
-# the rate its probe measures.
-warmup_epochs = 1
+# and the images drawn follow it (the warm-up is one epoch, at most a fifth of the schedule):
+# tools/proxy_call.sh sets it from the rate its probe measures.
 iters_per_epoch = train_images_per_epoch // batch_size
 max_iters = {{'$PROXY_MAX_ITERS:2568'}}
+warmup_iters = min(iters_per_epoch, max_iters // 5)
 base_lr = 5e-4 * batch_size / 512  # Vim: 5e-4 per 512 images
 drop_path_rate = 0.0               # Vim-T: 0.0, Vim-S: 0.05
 
@@ -88,9 +88,8 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
                        custom_keys={'.pos_embed': dict(decay_mult=0.0), '.cls_token': dict(decay_mult=0.0)}))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_epochs * iters_per_epoch),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=warmup_epochs * iters_per_epoch,
-         end=max_iters),
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=warmup_iters, end=max_iters),
 ]
 train_cfg = dict(type='ResumingIterBasedTrainLoop', max_iters=max_iters, val_interval=2 * iters_per_epoch)
 val_cfg = dict()
