@@ -70,7 +70,9 @@ def test_bad_phase_task_or_config_are_named(tmp_path):
     for args, env, message in ((['middle', 'c.py', 'w'], {}, 'phase middle: give first, resume or last'),
                                (['first', 'configs/proxy/vim_tiny_fashion_short.py', 'w'], {'PROXY_TASK': 'cls2'},
                                 'PROXY_TASK=cls2: give cls, seg or det'),
-                               (['first', 'nosuch.py', 'w'], {}, 'nosuch.py: no such config')):
+                               (['first', 'nosuch.py', 'w'], {}, 'nosuch.py: no such config'),
+                               (['resume', 'configs/proxy/vim_tiny_fashion_short.py', str(tmp_path / 'gone')], {},
+                                'gone/N: no such file; resume and last continue the run of a first call')):
         done = subprocess.run(['bash', 'tools/proxy_call.sh', *args], cwd=REPO, capture_output=True, text=True,
                               env=dict(os.environ, OUT=str(tmp_path), **env), timeout=60)
         assert done.returncode == 2 and message in done.stdout, (args, done.stdout, done.stderr)

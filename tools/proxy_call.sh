@@ -18,6 +18,7 @@
 # (curves/*.json) and the EMA weights as bf16 parts (tools/proxy_checkpoint.py split --weights-only),
 # so a later call that fails still leaves the latest model here. A train.py still alive EXIT_GRACE
 # (default 45) seconds after its budget is ended (below).
+# Only first sets the machine up (PROXY_SETUP=1 forces it on a later call).
 # For a dry run on CPU (tests/test_proxy_call.py): PROXY_SETUP=0 (machine ready), PROXY_DEVICE=cpu,
 # PROXY_TEST_IMAGES (default 10,000 cls / 500 dense), PROXY_DATA (default data/fashion_scenes).
 set -uo pipefail
@@ -29,7 +30,12 @@ case $phase in first|resume|last) ;; *) echo "phase $phase: give first, resume o
 case $task in cls|seg|det) ;; *) echo "PROXY_TASK=$task: give cls, seg or det"; exit 2 ;; esac
 [ -f "$C" ] || { echo "$C: no such config"; exit 2; }
 
-if [ "${PROXY_SETUP:-1}" = 1 ]; then
+if [ $phase != first ] && [ ! -f $W/N ]; then
+  echo "$W/N: no such file; resume and last continue the run of a first call on the same (warm) machine: was it given back? Start again with first"
+  exit 2
+fi
+# A resumed call runs on the warm machine its first call set up: no setup again (74 s measured)
+if [ "${PROXY_SETUP:-$([ $phase = first ] && echo 1 || echo 0)}" = 1 ]; then
   PROXY_TASK=$task bash tools/proxy_gpu_setup.sh > $OUT/setup_$phase.log 2>&1 || { tail -40 $OUT/setup_$phase.log; exit 1; }
   echo "setup done at ${SECONDS}s: $(tail -1 $OUT/setup_$phase.log)"
 fi
