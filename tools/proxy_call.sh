@@ -8,8 +8,8 @@
 #         schedule length N (iterations) that fits LATER_TRAIN more seconds of training after this call
 #         (default 800: one full resume call + ~5 min of the last), kept in WORK_DIR/N and handed to the
 #         config as $PROXY_MAX_ITERS (the recipes derive the decay's end, EMA and images from it;
-#         the warm-up stays fixed); then trains.
-# resume  trains on from WORK_DIR's last checkpoint.
+#         the classifiers' warm-up too, at most a fifth of N); then trains.
+# resume  trains on from WORK_DIR's last checkpoint (no setup: the machine first set up, still warm).
 # last    trains on until TRAIN_UNTIL (default 330 s into the call), then tests if the schedule is done.
 # START_FROM=PREFIX (first only): the schedule starts from the weights PREFIX.part* (an earlier call's
 #         $OUT/NAME.pth parts, carried in .gpu/): model and EMA begin there, optimizer and schedule anew.
@@ -18,7 +18,7 @@
 # (curves/*.json) and the EMA weights as bf16 parts (tools/proxy_checkpoint.py split --weights-only),
 # so a later call that fails still leaves the latest model here. A train.py still alive EXIT_GRACE
 # (default 45) seconds after its budget is ended (below).
-# Only first sets the machine up (PROXY_SETUP=1 forces it on a later call).
+# PROXY_SETUP=1 sets up a later call too.
 # For a dry run on CPU (tests/test_proxy_call.py): PROXY_SETUP=0 (machine ready), PROXY_DEVICE=cpu,
 # PROXY_TEST_IMAGES (default 10,000 cls / 500 dense), PROXY_DATA (default data/fashion_scenes).
 set -uo pipefail
