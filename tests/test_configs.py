@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mtr_mm.apis import load_config, task_library
 from mtr_mm.engine.hooks import find_vim
@@ -69,3 +70,17 @@ def test_predictions_do_not_depend_on_batch_composition(config):
     else:  # mmseg pads each test image alone and takes batches of one size only (Fashion scenes: all 512 x 512)
         with pytest.raises(ValueError, match='mixes image sizes'):
             check(runner, 0, dict(inputs=images))
+
+
+@pytest.mark.parametrize('config', ['vim_tiny_fashion_recipe.py', 'vim_tiny_fashion_short.py', 'vim_small_fashion_short.py'])
+@pytest.mark.parametrize('max_iters', [300, 5000])
+def test_schedule_follows_proxy_max_iters(config, max_iters, monkeypatch):
+    """$PROXY_MAX_ITERS (set by tools/proxy_call.sh from its probe) sets the schedule: its end, the images
+    drawn, and a warm-up of one epoch (214 iterations) but at most a fifth of a short schedule, which
+    must end before the cosine begins."""
+    monkeypatch.setenv('PROXY_MAX_ITERS', str(max_iters))
+    pytest.importorskip('mmpretrain')
+    cfg = Config.fromfile(str(REPO / 'configs' / 'proxy' / config))
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.end == cosine.begin == min(214, max_iters // 5) and cosine.end == max_iters
+    assert cfg.train_cfg.max_iters == max_iters and cfg.train_dataloader.dataset.num_samples == max_iters * 256

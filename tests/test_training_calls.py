@@ -1,11 +1,13 @@
 """ScheduleEMAHook: the EMA momentum follows the schedule's length, so the average forgets its random
-start by the end of any schedule (checked against the closed form of the recursion)."""
+start by the end of any schedule (checked against the closed form of the recursion). CallBudgetHook's
+deadline: a Unix time, the clock tools/proxy_call.sh also ends the process by."""
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mtr_mm.engine.training_calls import ScheduleEMAHook
+from mtr_mm.engine.training_calls import CallBudgetHook, ScheduleEMAHook
 
 
 @pytest.mark.parametrize('max_iters', [400, 2427])
@@ -33,3 +35,14 @@ def test_an_explicit_momentum_wins_and_testing_averages_nothing():
     hook = ScheduleEMAHook(forget=8)
     hook.before_run(SimpleNamespace(model=model, max_iters=0))  # a test run: no schedule, no division by it
     assert 'momentum' not in hook.ema_cfg
+
+
+def test_the_budget_deadline_is_a_unix_time():
+    runner = SimpleNamespace(iter=10)
+    for deadline, spent in ((time.time() - 1, True), (time.time() + 3600, False)):
+        hook = CallBudgetHook(deadline=deadline)
+        hook.before_train(runner)
+        assert hook.spent(runner) is spent
+    hook = CallBudgetHook(seconds=3600, iters=3, deadline=time.time() + 3600)  # whichever comes first
+    hook.before_train(runner)
+    assert not hook.spent(SimpleNamespace(iter=11)) and hook.spent(SimpleNamespace(iter=12))

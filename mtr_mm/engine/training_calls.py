@@ -32,15 +32,16 @@ class ScheduleEMAHook(EMAHook):
 
 @HOOKS.register_module()
 class CallBudgetHook(Hook):
-    """Ends this call's training after ``seconds`` of training or ``iters`` iterations, whichever
-    comes first, saving a resumable checkpoint (weights, optimizer, schedulers, EMA, through the
+    """Ends this call's training after ``seconds`` of training, ``iters`` iterations or at the Unix
+    time ``deadline`` (a clock shared with whoever ends the process: tools/proxy_call.sh),
+    whichever comes first, saving a resumable checkpoint (weights, optimizer, schedulers, EMA, through the
     ``CheckpointHook``, which also records it in ``work_dir/last_checkpoint``) unless the
     ``CheckpointHook`` has just saved this iteration. The schedule itself is untouched: its
     ``max_iters`` is reached over as many calls as it needs."""
     priority = 'LOWEST'  # after the CheckpointHook's own saving
 
-    def __init__(self, seconds: Optional[float] = None, iters: Optional[int] = None):
-        self.seconds, self.iters = seconds, iters
+    def __init__(self, seconds: Optional[float] = None, iters: Optional[int] = None, deadline: Optional[float] = None):
+        self.seconds, self.iters, self.deadline = seconds, iters, deadline
 
     def before_train(self, runner):
         self._begin, self._first_iter = time.perf_counter(), runner.iter
@@ -48,7 +49,8 @@ class CallBudgetHook(Hook):
     def spent(self, runner) -> bool:
         done = runner.iter + 1 - self._first_iter
         return (self.iters is not None and done >= self.iters) or \
-            (self.seconds is not None and time.perf_counter() - self._begin >= self.seconds)
+            (self.seconds is not None and time.perf_counter() - self._begin >= self.seconds) or \
+            (self.deadline is not None and time.time() >= self.deadline)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None):
         if runner.iter + 1 >= runner.max_iters or not self.spent(runner):
