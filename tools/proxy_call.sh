@@ -101,7 +101,7 @@ export PROXY_MAX_ITERS=$(cat $W/N)
 until=${TRAIN_UNTIL:-$([ $phase = last ] && echo 330 || echo 520)}
 budget=$((until - SECONDS)); [ $budget -gt 0 ] || budget=1
 grace=${EXIT_GRACE:-45}
-# On the GPU machine (2026-12-03) train.py outlived its last checkpoint by ~70 s (the probe) and until the
+# On the GPU machine (2026-12-03) train.py outlived its last checkpoint by ~85 s (the probe) and until the
 # call's limit (each training call) - likely torch's 5 s per worker at exit with persistent, pinned loader
 # workers (pytorch issue 81794; the train loaders are no longer persistent). The checkpoint is all a call
 # needs: the budget is a deadline on this clock (CallBudgetHook's deadline), and a run still alive `grace`

@@ -1,6 +1,6 @@
 # The embedded demo: the real MTR classification config (Vim-T, 40 % fewer FLOPs), pointed at the
-# Fashion-MNIST-on-photos images shipped in demo/data and the 10-class checkpoint trained by
-# tools/benchmarks/train_fashion_cls.py. The images are 224 x 224 as in training; the resize + crop
+# Fashion-MNIST-on-photos images shipped in demo/data and the 10-class checkpoint of the GPU proxy
+# run (configs/proxy/vim_tiny_fashion_short.py). The images are 224 x 224 as in training; the resize + crop
 # only guarantee that size for any image (a batch of mixed sizes would be zero-padded into the scan).
 _base_ = '../mtr_vim_cls.py'
 model = dict(data_preprocessor=dict(num_classes=10), head=dict(num_classes=10))
