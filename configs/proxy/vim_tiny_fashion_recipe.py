@@ -59,14 +59,9 @@ test_pipeline = [dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=2
 # data_device='cuda' draws the images on the GPU, but needs num_workers=0 (the augmentations then
 # run in the main process); 'cpu' draws them in the workers. docs/proxy_training.md: measure both.
 data_device = 'cpu'
-# Not persistent: the schedule's sampler never ends, so the workers are made once anyway, and persistent,
-# pinned workers delayed the process's exit by ~70 s on the GPU machine (tools/proxy_call.sh).
+# gpu_scenes orders the train garments anew every epoch; the loader: configs/_base_/training_calls.py
 train_dataloader = dict(
-    batch_size=batch_size, num_workers=12, persistent_workers=False, pin_memory=True,
-    # image k of the schedule is image k of the split: never the same twice (gpu_scenes orders the
-    # garments anew every epoch); a resumed call continues from the first image not trained on
-    sampler=dict(type='ScheduleSampler'),
-    collate_fn=dict(type='default_collate'),
+    **_base_.schedule_train_loader, batch_size=batch_size, collate_fn=dict(type='default_collate'),
     dataset=dict(type='FashionScenesClsDataset', split='train', num_samples=max_iters * batch_size,
                  pipeline=train_pipeline, device=data_device))
 val_dataloader = dict(

@@ -20,11 +20,10 @@ max_iters = {{'$PROXY_MAX_ITERS:3600'}}  # or $PROXY_MAX_ITERS (tools/proxy_call
 warmup_iters = 150  # Vim: 1500 of 160k; a short schedule needs a larger share
 model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/vim_t_cls.pth')))
 
-# Scenes drawn on the fly (device='cuda' draws them on the GPU, with num_workers=0), in the base's loader;
-# scene k of the schedule is scene k of the split (ScheduleSampler): none twice, a resumed call continues.
+# Scenes drawn on the fly (device='cuda' draws them on the GPU, with num_workers=0), in the base's loader
+# with the schedule's sampler and workers (configs/_base_/training_calls.py).
 train_dataloader = dict(
-    batch_size=batch_size, num_workers=12, persistent_workers=False, pin_memory=True,  # as the classifiers'
-    sampler=dict(_delete_=True, type='ScheduleSampler'),
+    _base_.schedule_train_loader, batch_size=batch_size, sampler=dict(_delete_=True, type='ScheduleSampler'),
     dataset=dict(_delete_=True, type='FashionScenesSegDataset', split='train', num_samples=max_iters * batch_size,
                  pipeline={{_base_.train_pipeline}}, device='cpu'))  # its loading steps skipped
 val_dataloader = dict(
