@@ -26,6 +26,7 @@ from mmengine.utils import ProgressBar  # noqa: E402
 from mtr_mm.apis import init_model  # noqa: E402
 from mtr_mm.models import VisionMamba, vim_arch  # noqa: E402
 from tools import cli  # noqa: E402
+from tools.proxy_checkpoint import join_parts  # noqa: E402
 from tools.test import main as run_test  # noqa: E402
 from tools.timing import MIN_ROUNDS, interleaved_rounds, rate, ratio_verdict, spread, wall_seconds  # noqa: E402
 from tools.visualize_tokens import visualize  # noqa: E402
@@ -48,13 +49,7 @@ BATCH = 8
 def join_checkpoint() -> str:
     """The checkpoint is shipped as two byte ranges (each under 10 MB); join them (again every run:
     a stale copy of an older checkpoint can have the same size)."""
-    path = osp.join(WORK_DIR, 'vim_tiny_fashion.pth')
-    os.makedirs(WORK_DIR, exist_ok=True)
-    with open(path, 'wb') as out:
-        for part in PARTS:
-            with open(part, 'rb') as f:
-                out.write(f.read())
-    return path
+    return join_parts(PARTS, osp.join(WORK_DIR, 'vim_tiny_fashion.pth'))
 
 
 def test_batches(model) -> list:
