@@ -28,7 +28,7 @@ def triton_scan():
 @pytest.fixture(autouse=True)
 def default_scan_kernel():
     yield
-    set_scan_kernel('mamba')
+    set_scan_kernel('auto')
 
 
 def model_layout(inputs):
@@ -101,17 +101,19 @@ def test_unit_stride_along_the_sequence_is_required(triton_scan):
         triton_scan.selective_scan_triton(**inputs, delta_softplus=True)
 
 
-@pytest.mark.parametrize('kernel, length, expected', [('mamba', 27, 'mamba'), ('triton', 27, 'triton'),
-                                                      ('triton', 129, 'triton'), ('auto', 27, 'triton'),
-                                                      ('auto', ops_backend.TRITON_SCAN_MAX_LENGTH + 1, 'mamba')])
-def test_scan_kernel_setting_routes_inference_scans(triton_scan, fake_kernels, kernel, length, expected):
-    inputs = scan_inputs(2, 8, 4, length)
+@pytest.mark.parametrize('kernel, batch, dtype, expected', [
+    ('mamba', 2, torch.bfloat16, 'mamba'), ('triton', 2, torch.float32, 'triton'), ('triton', 1, torch.bfloat16, 'triton'),
+    ('auto', 2, torch.bfloat16, 'triton'), ('auto', 2, torch.float32, 'triton'),
+    ('auto', 1, torch.bfloat16, 'mamba'), ('auto', 1, torch.float32, 'mamba')])  # one 128-channel block (a CPU counts as one SM): too few to fill it
+def test_scan_kernel_setting_routes_inference_scans(triton_scan, fake_kernels, kernel, batch, dtype, expected):
+    inputs = scan_inputs(batch, 8, 4, 27, dtype)
     set_scan_kernel(kernel)
     with torch.inference_mode():
         y, ungated = selective_scan(**inputs, backend='cuda', return_ungated=True)
     assert fake_kernels.calls == ([] if expected == 'triton' else ['scan'])
-    assert rel_err(y, reference_scan(**inputs)) <= 1e-5
-    assert rel_err(ungated, reference_scan(**dict(inputs, z=None))) <= 1e-5
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+    assert rel_err(y, reference_scan(**inputs)) <= tolerance
+    assert rel_err(ungated, reference_scan(**dict(inputs, z=None))) <= tolerance
 
 
 def test_training_scans_keep_the_differentiable_wrapper(triton_scan, fake_kernels):

@@ -22,6 +22,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mtr_mm.apis import close_distributed, init_cpu_distributed  # noqa: E402
 from mtr_mm.apis.runner import check_writable, parse_runner_args, runner_config  # noqa: E402
 from mtr_mm.checkpoint import load_model_checkpoint  # noqa: E402
+from mtr_mm.ops import set_scan_kernel  # noqa: E402
+from mtr_mm.ops.backend import SCAN_KERNELS  # noqa: E402
 from tools import cli  # noqa: E402
 
 
@@ -36,6 +38,9 @@ def parse_args(argv=None):
     parser.add_argument('--cuda-graph', action='store_true',
                         help='on GPU, replay the backbone forward as CUDA graphs (same numbers; removes the '
                         'host-side launch cost that bounds small batches)')
+    parser.add_argument('--scan-kernel', default='auto', choices=SCAN_KERNELS,
+                        help="on GPU, the selective-scan kernel of inference: 'auto' (default) takes our Triton "
+                        "scan where it is faster (bf16 / fp16, large batches) and mamba-ssm's otherwise")
     return parse_runner_args(parser, argv)
 
 
@@ -132,6 +137,7 @@ def main(argv=None):
     cfg = runner_config(args)
     if args.cuda_graph:
         cfg.model.backbone.cuda_graph = True
+    set_scan_kernel(args.scan_kernel)
     check_test_data(cfg)
     configure_outputs(cfg, args)
     init_cpu_distributed(cfg)

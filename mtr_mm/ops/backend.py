@@ -7,6 +7,7 @@ means "not available".
 """
 import functools
 import importlib
+import math
 
 import torch
 
@@ -14,12 +15,11 @@ BACKENDS = ('auto', 'torch', 'cuda')
 _default_backend = 'auto'
 
 # Which kernel runs an inference scan on the 'cuda' backend: mamba-ssm's compiled forward, our Triton one
-# (ops/triton_scan.py), or 'auto': Triton up to TRITON_SCAN_MAX_LENGTH tokens, where mamba-ssm's
-# length-bucketed forward costs the same for any shorter sequence. Scans under autograd always take
-# mamba-ssm's differentiable wrapper (the Triton kernel has no backward).
+# (ops/triton_scan.py), or 'auto': each scan takes the one measured faster for its kind of input on an
+# H200 (docs/benchmarks.md section 2, ``triton_scan_pays``). Scans under autograd always take mamba-ssm's
+# differentiable wrapper (the Triton kernel has no backward).
 SCAN_KERNELS = ('mamba', 'triton', 'auto')
-TRITON_SCAN_MAX_LENGTH = 128
-_scan_kernel = 'mamba'
+_scan_kernel = 'auto'
 
 
 def set_ops_backend(name: str) -> None:
@@ -33,8 +33,8 @@ def get_ops_backend() -> str:
 
 
 def set_scan_kernel(name: str) -> None:
-    """Set the process-wide inference scan kernel of the 'cuda' backend: 'mamba' (default), 'triton' or
-    'auto' (see ``SCAN_KERNELS``)."""
+    """Set the process-wide inference scan kernel of the 'cuda' backend: 'auto' (default), 'mamba' or
+    'triton' (see ``SCAN_KERNELS``)."""
     global _scan_kernel
     if name not in SCAN_KERNELS:
         raise ValueError(f'unknown scan kernel {name!r}; expected one of {SCAN_KERNELS}')
@@ -92,10 +92,25 @@ def triton_scan_kernel():
     return _kernel_or_none('mtr_mm.ops.triton_scan', 'selective_scan_triton')
 
 
-def inference_scan_kernel(length: int):
-    """The Triton scan when the scan-kernel setting picks it for ``length`` tokens, else None (then
+@functools.lru_cache(maxsize=None)
+def multiprocessors(device: torch.device) -> int:
+    """SMs of a GPU (1 elsewhere): asked once per device, not on every scan of a forward."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 1
+
+
+def triton_scan_pays(u: torch.Tensor) -> bool:
+    """Whether 'auto' gives the scan of ``u`` (batch, E, L) to the Triton kernel: when there are at
+    least two 128-channel blocks per SM. Measured on an H200 at batch 128, E 1,536, 27-197 tokens: 0.21-1.18
+    ms (bf16) and 0.28-1.34 ms (fp32) where mamba-ssm's forward costs 0.9-1.6 / 1.0-1.7 ms; at batch 1
+    (too few blocks to fill the GPU) it is 2-3x slower than mamba-ssm's."""
+    batch, dim, _ = u.shape
+    return batch * math.ceil(dim / 128) >= 2 * multiprocessors(u.device)
+
+
+def inference_scan_kernel(u: torch.Tensor):
+    """The Triton scan when the scan-kernel setting picks it for ``u`` (batch, E, L), else None (then
     mamba-ssm's forward runs). An explicit 'triton' that cannot be honoured raises."""
-    if _scan_kernel == 'mamba' or (_scan_kernel == 'auto' and length > TRITON_SCAN_MAX_LENGTH):
+    if _scan_kernel == 'mamba' or (_scan_kernel == 'auto' and not triton_scan_pays(u)):
         return None
     kernel = triton_scan_kernel()
     if kernel is None and _scan_kernel == 'triton':

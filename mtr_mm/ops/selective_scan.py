@@ -68,7 +68,7 @@ def selective_scan(u: torch.Tensor,
         D = None if D is None else D.float()
         delta_bias = None if delta_bias is None else delta_bias.float()
         inference = not needs_grad(u, delta, A, B, C, D, z, delta_bias)
-        triton_forward = inference_scan_kernel(u.shape[-1]) if inference else None
+        triton_forward = inference_scan_kernel(u) if inference else None
         if triton_forward is not None:
             gated, ungated = triton_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                             return_ungated=return_ungated)

@@ -82,7 +82,7 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3, help='forwards per run before timing (graph capture included)')
     parser.add_argument('--ops', default='auto', choices=['auto', 'torch', 'cuda'],
                         help='ops backend (auto: CUDA kernels when importable)')
-    parser.add_argument('--scan-kernel', default='mamba', choices=SCAN_KERNELS,
+    parser.add_argument('--scan-kernel', default='auto', choices=SCAN_KERNELS,
                         help="inference scan kernel of the 'cuda' ops (mtr_mm.ops.set_scan_kernel)")
     parser.add_argument('--check-backends', action='store_true', help='CUDA kernels vs PyTorch ops, same weights')
     parser.add_argument('--out-dir', default='work_dirs/bench_speed')
