@@ -5,6 +5,8 @@ import re
 import pytest
 import torch
 
+from mtr_mm.ops import get_scan_kernel, set_scan_kernel
+
 from reference_vim import official_state_dict, reference_forward, save_official_checkpoint
 from shared_paths import REPO, SHARED_DATA
 
@@ -85,9 +87,12 @@ def test_tools_test_reports_top1_flops_and_reduction(official, capsys, tmp_path)
     assert re.search(r'accuracy/top1: \d+\.\d+.*backbone_gflops: 0\.\d+', text)
     assert (tmp_path / 'preds.pkl').stat().st_size > 0
     run_test_tool(capsys, MTR_CONFIG, path, '--work-dir', str(tmp_path / 'mtr'), '--show-dir', str(tmp_path / 'show'),
-                  '--cuda-graph', '--cfg-options', *SMALL, 'model.backbone.reduction.schedule.layers=[0,1]')
+                  '--cuda-graph', '--scan-kernel', 'mamba', '--cfg-options', *SMALL,
+                  'model.backbone.reduction.schedule.layers=[0,1]')
     text = '\n'.join(p.read_text() for p in (tmp_path / 'mtr').rglob('*.log'))
     assert 'cuda_graph=True' in text  # the switch reaches the backbone (an eager forward off the GPU)
+    assert get_scan_kernel() == 'mamba'  # the process-wide scan kernel of CUDA inference (no effect on CPU)
+    set_scan_kernel('auto')
     flops = float(re.search(r'backbone_gflops: (\d+\.\d+)', text).group(1))
     assert 'reduction: MTRReducer' in text
     assert sorted(p.name for p in (tmp_path / 'show' / 'tokens').iterdir()) == ['bird_tokens.png', 'demo_tokens.png']
