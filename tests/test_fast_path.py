@@ -18,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mtr_mm.engine.hooks import InputCheckHook, non_finite_field
 from mtr_mm.models import VimBackbone, VisionMamba
 from mtr_mm.ops import backend as ops_backend
-from mtr_mm.ops import set_ops_backend
+from mtr_mm.ops import set_ops_backend, set_scan_kernel
 from mtr_mm.reduction import REDUCERS
 from mtr_mm.reduction._matching import sort_by_position
 from mtr_mm.reduction.restore import RESTORE_MODES
@@ -90,8 +90,10 @@ def fake_kernels(monkeypatch):
     # 'a GPU is there' for the ops dispatch only (patching torch.cuda.is_available would reach mmengine)
     monkeypatch.setattr(ops_backend, 'cuda_kernels_available', lambda: True)
     ops_backend.clear_kernel_cache()
+    set_scan_kernel('mamba')  # these fakes are mamba-ssm's kernels ('auto' may pick the Triton scan)
     yield fakes
     set_ops_backend('auto')
+    set_scan_kernel('auto')
     ops_backend.clear_kernel_cache()
 
 

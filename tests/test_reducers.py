@@ -9,6 +9,7 @@ import torch
 
 from mtr_mm.reduction import (REDUCERS, BaseReducer, ReductionPlan, TokenState, apply_plan,
                               build_reducer)
+from mtr_mm.reduction.state import merge_into_survivors
 
 NAMES = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 CONFIGS = [
@@ -592,3 +593,26 @@ def test_ties_break_by_index(name):
     expected = dict(utr=[151] * r, mtr=[40] * r, evit=[40] * r, hsa=[40 + s % 20 for s in range(r)])
     assert plan.target[0].tolist() == expected[name]
     assert torch.equal(plan.source[0], plan.source[1]) and torch.equal(plan.target[0], plan.target[1])
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_merge_into_survivors_is_the_weighted_mean_and_leaves_other_rows_bit_exact(dtype):
+    gen = torch.Generator().manual_seed(5)
+    kept = torch.randn(2, 6, 4, generator=gen).to(dtype)
+    sources = torch.randn(2, 3, 4, generator=gen).to(dtype)
+    kept_weights = torch.tensor([[1., 3, 2, 1, 7, 1], [2., 1, 1, 5, 1, 3]])
+    source_weights = torch.tensor([[2., 1, 4], [1., 3, 0]])   # a weight-0 source (pruned) changes nothing
+    target = torch.tensor([[1, 1, 4], [0, 5, 2]])
+    merged = merge_into_survivors(kept, kept_weights, sources, source_weights, target)
+    assert merged.dtype == dtype
+    for b in range(2):
+        for t in range(6):
+            joins = [s for s in range(3) if target[b, s] == t and source_weights[b, s] > 0]
+            if not joins:
+                assert torch.equal(merged[b, t], kept[b, t])
+                continue
+            w = [float(kept_weights[b, t])] + [float(source_weights[b, s]) for s in joins]
+            rows = [kept[b, t].double()] + [sources[b, s].double() for s in joins]
+            expected = sum(wi * x for wi, x in zip(w, rows)) / sum(w)
+            tolerance = 1e-6 if dtype == torch.float32 else 8e-3  # bf16: the result's own rounding
+            assert torch.allclose(merged[b, t].double(), expected, rtol=tolerance, atol=tolerance)

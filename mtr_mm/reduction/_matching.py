@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .state import ReductionPlan, TokenState
+from .state import ReductionPlan, TokenState, gather_tokens
 
 
 def num_non_cls(num_tokens: int, has_cls: bool) -> int:
@@ -47,11 +47,16 @@ def identity_plan(state: TokenState) -> ReductionPlan:
     return ReductionPlan(keep=keep, source=empty, target=empty.clone(), merge=True)
 
 
-def block_features(state: TokenState) -> Tensor:
-    """The block output residual + hidden in fp32 (just hidden before the first block, residual=None)."""
+def token_features(state: TokenState, index: Tensor, similarity: str) -> Tensor:
+    """Features (B, K, C) of the tokens ``index`` (B, K) for a similarity: ``'hidden'`` (the mixer
+    output) or ``'block'`` (the block output residual + hidden in fp32; hidden alone before the first
+    block, residual=None). Gathered before the add, so only the K rows are read."""
+    hidden = gather_tokens(state.hidden, index)
+    if similarity == 'hidden':
+        return hidden
     if state.residual is None:
-        return state.hidden.float()
-    return state.residual.float() + state.hidden.float()
+        return hidden.float()
+    return gather_tokens(state.residual, index).float() + hidden.float()
 
 
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:

@@ -6,10 +6,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._matching import (ascending_non_cls, block_features, check_choice, check_r, check_score,
-                        cosine_similarity, identity_plan, num_non_cls, sort_by_position)
+from ._matching import (ascending_non_cls, check_choice, check_r, check_score, cosine_similarity,
+                        identity_plan, num_non_cls, sort_by_position, token_features)
 from .base import REDUCERS, BaseReducer
-from .state import ReductionPlan, TokenState, gather_tokens
+from .state import ReductionPlan, TokenState
 
 
 @REDUCERS.register_module(name='mtr')
@@ -90,8 +90,8 @@ class MTRReducer(BaseReducer):
         order = ascending_non_cls(scores, state.cls_mask())     # Source | Target | Keep | cls
         source = order[:, :r]
         targets = order[:, r:r + num_target]
-        features = state.hidden if self.similarity == 'hidden' else block_features(state)
-        similarity = cosine_similarity(gather_tokens(features, source), gather_tokens(features, targets))
+        similarity = cosine_similarity(token_features(state, source, self.similarity),
+                                       token_features(state, targets, self.similarity))
         target = targets.gather(1, similarity.argmax(dim=-1))
 
         keep = sort_by_position(state.positions, order[:, r:])

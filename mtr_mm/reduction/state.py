@@ -107,16 +107,21 @@ def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
     return x.gather(1, expanded)
 
 
-def weighted_merge(x: Tensor, weights: Tensor, source: Tensor, target: Tensor) -> Tensor:
-    """Average each source token into its target: target <- sum(w x) / sum(w) over the target and
-    all sources that join it. Rows that receive nothing are returned bit-exactly (no x*w/w)."""
-    work = x.float()
-    src_w = weights.gather(1, source)
-    numerator = torch.zeros_like(work).scatter_add_(
-        1, target[..., None].expand(-1, -1, x.shape[-1]), gather_tokens(work, source) * src_w[..., None])
-    denominator = torch.zeros_like(weights).scatter_add_(1, target, src_w)
-    merged = (work * weights[..., None] + numerator) / (weights + denominator)[..., None]
-    return torch.where((denominator > 0)[..., None], merged, work).to(x.dtype)
+def merge_into_survivors(kept: Tensor, kept_weights: Tensor, sources: Tensor, source_weights: Tensor,
+                         target: Tensor) -> Tensor:
+    """Survivors ``kept`` (B, L', C) with each source row of ``sources`` (B, r, C) averaged into its
+    ``target`` (B, r; indices into ``kept``): x_t <- (w_t x_t + sum w_s x_s) / (w_t + sum w_s) over the
+    sources joining t, computed in fp32 at least.
+
+    Written as x_t * (w_t / D) + sum x_s * (w_s / D), D = w_t + sum w_s, so it costs one pass over
+    the survivors plus r scattered rows (no full-sequence numerator and mask); a row that receives
+    nothing is scaled by w / w = 1 exactly and comes back bit-exactly."""
+    received = torch.zeros_like(kept_weights).scatter_add_(1, target, source_weights)
+    total = kept_weights + received
+    merged = kept * (kept_weights / total)[..., None]  # a 16-bit `kept` times fp32 weights: fp32
+    contributions = sources * (source_weights / total.gather(1, target))[..., None]
+    merged.scatter_add_(1, target[..., None].expand(-1, -1, kept.shape[-1]), contributions.to(merged.dtype))
+    return merged.to(kept.dtype)
 
 
 def without_pruned(weights: Tensor, source: Tensor, pruned: Optional[Tensor]) -> Tensor:
@@ -148,24 +153,31 @@ def apply_plan(state: TokenState, plan: ReductionPlan) -> TokenState:
         if same_order:
             return state
 
-    hidden, residual, sizes = state.hidden, state.residual, state.sizes
-    if plan.merge and source.shape[1] > 0:
-        weights = sizes if plan.weights is None else plan.weights.float()
-        hidden = weighted_merge(hidden, without_pruned(weights, source, plan.hidden_pruned), source, target)
-        if residual is not None:
-            residual = weighted_merge(residual, weights, source, target)
-        sizes = sizes.scatter_add(1, target, sizes.gather(1, source))
-
     # old index -> new index; a removed token points at its target's new index.
     batch, length = state.positions.shape
     new_index = torch.full((batch, length), -1, dtype=torch.long, device=keep.device)
     new_index.scatter_(1, keep, torch.arange(keep.shape[1], device=keep.device).expand_as(keep))
     new_index.scatter_(1, source, new_index.gather(1, target))
 
+    # Gather the survivors first and merge into them: the merge then touches L' + r rows, not L.
+    hidden = gather_tokens(state.hidden, keep)
+    residual = None if state.residual is None else gather_tokens(state.residual, keep)
+    sizes = state.sizes
+    if plan.merge and source.shape[1] > 0:
+        weights = sizes if plan.weights is None else plan.weights.float()
+        new_target = new_index.gather(1, target)
+        hidden_weights = without_pruned(weights, source, plan.hidden_pruned)
+        hidden = merge_into_survivors(hidden, hidden_weights.gather(1, keep), gather_tokens(state.hidden, source),
+                                      hidden_weights.gather(1, source), new_target)
+        if residual is not None:
+            residual = merge_into_survivors(residual, weights.gather(1, keep), gather_tokens(state.residual, source),
+                                            weights.gather(1, source), new_target)
+        sizes = sizes.scatter_add(1, target, sizes.gather(1, source))
+
     removed_positions = state.positions.gather(1, source)
     updates = dict(
-        hidden=gather_tokens(hidden, keep),
-        residual=None if residual is None else gather_tokens(residual, keep),
+        hidden=hidden,
+        residual=residual,
         positions=state.positions.gather(1, keep),
         sizes=sizes.gather(1, keep),
         source_map=new_index.gather(1, state.source_map),

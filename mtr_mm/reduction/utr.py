@@ -7,11 +7,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._matching import (ascending_non_cls, best_edges, block_features, check_choice, check_r, check_score,
-                        cosine_similarity, identity_plan, num_non_cls, sort_by_position, survivors)
+from ._matching import (ascending_non_cls, best_edges, check_choice, check_r, check_score, cosine_similarity,
+                        identity_plan, num_non_cls, sort_by_position, survivors, token_features)
 from .base import REDUCERS, BaseReducer
 from .scores import clipped_y_score_macs
-from .state import ReductionPlan, TokenState, gather_tokens
+from .state import ReductionPlan, TokenState
 
 
 @REDUCERS.register_module(name='utr')
@@ -61,8 +61,8 @@ class UTRReducer(BaseReducer):
         num_less = num_non_cls(length, has_cls) // 2
         less = order[:, :num_less]
         more = order[:, num_less:length - int(has_cls)]
-        features = state.hidden if self.similarity == 'hidden' else block_features(state)
-        similarity = cosine_similarity(gather_tokens(features, less), gather_tokens(features, more))
+        similarity = cosine_similarity(token_features(state, less, self.similarity),
+                                       token_features(state, more, self.similarity))
         rows, cols = best_edges(similarity, r)
         source, target = less.gather(1, rows), more.gather(1, cols)
         keep = sort_by_position(state.positions, survivors(length, source))
