@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtr_mm.ops import (causal_conv1d, cuda_kernels_available, get_ops_backend, rms_norm,
-                        selective_scan, set_ops_backend)
+                        selective_scan, set_ops_backend, set_scan_kernel)
 from mtr_mm.ops import backend as ops_backend
 from mtr_mm.ops.selective_scan import selective_scan_torch
 
@@ -60,11 +60,14 @@ def rel_err(y, ref):
 
 @pytest.fixture(autouse=True)
 def clean_backend_state():
-    """Each test starts with the default backend and no cached kernel lookups."""
+    """Each test starts with the default backend and no cached kernel lookups; CUDA scans go to
+    mamba-ssm's kernels (the fakes here; test_triton_scan.py covers the Triton ones)."""
     set_ops_backend('auto')
+    set_scan_kernel('mamba')
     ops_backend.clear_kernel_cache()
     yield
     set_ops_backend('auto')
+    set_scan_kernel('auto')
     ops_backend.clear_kernel_cache()
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtr_mm.ops import backend as ops_backend
-from mtr_mm.ops import selective_scan, set_scan_kernel
+from mtr_mm.ops import channel_mean, selective_scan, set_scan_kernel
 from test_fast_path import HostReads, build, fake_kernels, rel_err, run  # noqa: F401 (fake_kernels: fixture)
 from script_runner import REPO
 from test_ops import make_scan_inputs, reference_scan
@@ -166,3 +166,36 @@ def test_bench_scan_times_the_triton_scan(triton_scan):
     errors = {r['name']: r['max_rel_err'] for r in rows if 'Triton' in r['name']}
     assert set(errors) == {'mtr_mm Triton scan', 'mtr_mm Triton scan 32x1x1'}
     assert max(errors.values()) <= 1e-5
+
+
+@pytest.mark.parametrize('activation', ['none', 'softplus', 'relu'])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_channel_mean_matches_a_float64_mean(triton_scan, activation, with_bias):
+    """The one-pass score kernel on the mixer's layout: (E, B, L) of 70 channels (not a multiple of the
+    32-channel tile) and 100 tokens (two token blocks, the second partial), bf16 and fp32."""
+    gen = torch.Generator().manual_seed(3)
+    for dtype, tolerance in ((torch.float32, 1e-6), (torch.bfloat16, 1e-6)):
+        x = (torch.randn(70, 3, 100, generator=gen) * 3).to(dtype)
+        bias = torch.randn(70, generator=gen) if with_bias else None
+        expected = x.double() + (bias.double()[:, None, None] if with_bias else 0)
+        expected = dict(none=expected, softplus=torch.nn.functional.softplus(expected),
+                        relu=expected.clamp(min=0))[activation].mean(0)
+        got = triton_scan.channel_mean_triton(x, bias, activation)
+        assert got.dtype == torch.float32 and got.shape == (3, 100)
+        assert rel_err(got, expected) <= tolerance  # the inputs are exact: only the fp32 sum rounds
+
+
+def test_scores_take_the_channel_mean_kernel_where_the_scan_is_triton(triton_scan, fake_kernels, monkeypatch):
+    calls = []
+    kernel = triton_scan.channel_mean_triton
+    monkeypatch.setattr(triton_scan, 'channel_mean_triton', lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    ops_backend.clear_kernel_cache()
+    x, bias = torch.randn(8, 2, 5), torch.randn(8)
+    for setting, expected_calls in (('mamba', 0), ('triton', 1)):
+        set_scan_kernel(setting)
+        with torch.inference_mode():
+            got = channel_mean(x, bias, 'softplus', backend='cuda')
+        assert len(calls) == expected_calls
+        assert rel_err(got, torch.nn.functional.softplus(x.double() + bias.double()[:, None, None]).mean(0)) <= 1e-6
+    with pytest.raises(ValueError, match="activation must be one of"):
+        channel_mean(x, bias, 'gelu')

@@ -150,8 +150,7 @@ class BiMambaMixer(nn.Module):
             y, ungated = y
             score = clipped_y_score(ungated.transpose(0, 1))
         elif score_request is not None:
-            score = mean_delta_score(delta + branch.dt_proj.bias[:, None, None],
-                                     softplus=score_request == 'delta_softplus')
+            score = mean_delta_score(delta, branch.dt_proj.bias, softplus=score_request == 'delta_softplus')
         return y.transpose(0, 1), score
 
     def forward(self, hidden: Tensor, score_request: Optional[str] = None):

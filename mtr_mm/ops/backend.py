@@ -107,10 +107,15 @@ def triton_scan_pays(u: torch.Tensor) -> bool:
     return batch * math.ceil(dim / 128) >= 2 * multiprocessors(u.device)
 
 
+def _triton_picked(u: torch.Tensor) -> bool:
+    """Whether the scan-kernel setting gives inference ops on ``u`` (batch, E, L) to Triton."""
+    return _scan_kernel == 'triton' or (_scan_kernel == 'auto' and triton_scan_pays(u))
+
+
 def inference_scan_kernel(u: torch.Tensor):
     """The Triton scan when the scan-kernel setting picks it for ``u`` (batch, E, L), else None (then
     mamba-ssm's forward runs). An explicit 'triton' that cannot be honoured raises."""
-    if _scan_kernel == 'mamba' or (_scan_kernel == 'auto' and not triton_scan_pays(u)):
+    if not _triton_picked(u):
         return None
     kernel = triton_scan_kernel()
     if kernel is None and _scan_kernel == 'triton':
@@ -118,6 +123,14 @@ def inference_scan_kernel(u: torch.Tensor):
         raise RuntimeError(f"scan kernel 'triton' requested but importing triton failed ({type(err).__name__}: {err}). "
                            f"Install triton (it comes with CUDA builds of torch), or set_scan_kernel('mamba').")
     return kernel
+
+
+def inference_channel_mean_kernel(x: torch.Tensor):
+    """Our Triton ``channel_mean_triton`` for a channel-major (E, B, L) ``x`` where the scan of the same
+    shape runs in Triton (its score then costs one read), else None (PyTorch ops)."""
+    if not _triton_picked(x.transpose(0, 1)):
+        return None
+    return _kernel_or_none('mtr_mm.ops.triton_scan', 'channel_mean_triton')
 
 
 def add_rms_norm_kernel():

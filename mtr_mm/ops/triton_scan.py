@@ -160,3 +160,52 @@ def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
             DELTA_SOFTPLUS=delta_softplus, WRITE_UNGATED=ungated is not None, num_warps=num_warps)
     return out, ungated
+
+
+# The per-token score a reducer asks the mixer for is a mean over the E inner channels of a (E, B, L)
+# tensor the scan reads anyway (Δ, or y before the gate). In PyTorch that is an fp32 copy, an
+# activation and a mean: three full passes over E x B x L. Here it is one read.
+CHANNEL_MEAN_ACTIVATIONS = {'none': 0, 'softplus': 1, 'relu': 2}
+
+
+@triton.jit
+def _channel_mean_kernel(x_ptr, bias_ptr, out_ptr, dim, length, stride_x_e, stride_x_b, stride_out_b,
+                         ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_E: tl.constexpr,
+                         BLOCK_L: tl.constexpr):
+    """Grid (cdiv(length, BLOCK_L), batch). x (E, B, L) with unit stride along L; out (B, L) fp32.
+    Each program sums a (BLOCK_E, BLOCK_L) tile per step over the channels and reduces it once."""
+    image = tl.program_id(1).to(tl.int64)
+    tokens = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
+    token_ok = tokens < length
+    total = tl.zeros((BLOCK_E, BLOCK_L), dtype=tl.float32)
+    for start in range(0, dim, BLOCK_E):
+        channels = start + tl.arange(0, BLOCK_E)
+        channel_ok = channels < dim
+        mask = channel_ok[:, None] & token_ok[None, :]
+        x = tl.load(x_ptr + image * stride_x_b + channels[:, None].to(tl.int64) * stride_x_e + tokens[None, :],
+                    mask=mask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            x += tl.load(bias_ptr + channels, mask=channel_ok, other=0.0).to(tl.float32)[:, None]
+        if ACTIVATION == 1:
+            x = _softplus(x)
+        elif ACTIVATION == 2:
+            x = tl.maximum(x, 0.0)
+        total += tl.where(mask, x, 0.0)
+    tl.store(out_ptr + image * stride_out_b + tokens, tl.sum(total, axis=0) / dim, mask=token_ok)
+
+
+def channel_mean_triton(x: torch.Tensor, bias: Optional[torch.Tensor] = None, activation: str = 'none',
+                        block_e: int = 32, block_l: int = 64) -> torch.Tensor:
+    """``mtr_mm.ops.channel_mean`` in one pass: x (E, B, L) with unit stride along L, bias (E,) or
+    None -> (B, L) fp32, the mean over E of activation(x + bias)."""
+    dim, batch, length = x.shape
+    if x.stride(-1) != 1:
+        raise ValueError(f'channel_mean_triton: x needs unit stride along L, got strides {x.stride()}')
+    out = torch.empty(batch, length, dtype=torch.float32, device=x.device)
+    bias_arg = bias.contiguous() if bias is not None else x
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        _channel_mean_kernel[(triton.cdiv(length, block_l), batch)](
+            x, bias_arg, out, dim, length, x.stride(0), x.stride(1), out.stride(0),
+            ACTIVATION=CHANNEL_MEAN_ACTIVATIONS[activation], HAS_BIAS=bias is not None,
+            BLOCK_E=block_e, BLOCK_L=block_l, num_warps=4)
+    return out

@@ -4,9 +4,9 @@ A reducer names the score it needs in ``score_request``; the mixer computes it p
 from tensors the scan produces anyway, in channel-major (E, B, L) layout, and sums the directions
 with the backward one flipped back to image order. Scores are fp32 (also under bf16 autocast).
 """
-import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ..ops import channel_mean
 
 # 'delta_softplus': Δ as the scan uses it, softplus(dt_proj(x) + bias) (MTR's default);
 # 'delta': the same before the softplus;
@@ -20,21 +20,16 @@ def check_score_request(owner: str, request) -> None:
         raise ValueError(f'{owner}: score_request must be None or one of {list(SCORE_REQUESTS)}, got {request!r}')
 
 
-def _at_least_fp32(x: Tensor) -> Tensor:
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def mean_delta_score(delta: Tensor, softplus: bool) -> Tensor:
-    """(E, B, L) Δ of one direction, bias included, before the softplus -> (B, L): its mean over the
-    inner channels, after the softplus when ``softplus``."""
-    delta = _at_least_fp32(delta)
-    return (F.softplus(delta) if softplus else delta).mean(0)
+def mean_delta_score(delta: Tensor, bias: Tensor, softplus: bool) -> Tensor:
+    """(E, B, L) Δ of one direction before its bias (E,) and softplus -> (B, L): the mean over the
+    inner channels of Δ + bias, after the softplus when ``softplus``."""
+    return channel_mean(delta, bias, 'softplus' if softplus else 'none')
 
 
 def clipped_y_score(y: Tensor) -> Tensor:
     """(E, B, L) ungated SSM output of one direction -> (B, L): mean over the inner channels of
     clamp(y, min=0)."""
-    return _at_least_fp32(y).clamp(min=0).mean(0)
+    return channel_mean(y, None, 'relu')
 
 
 def clipped_y_score_macs(num_tokens: int, embed_dims: int) -> int:
