@@ -9,7 +9,7 @@ import torch
 
 from mtr_mm.reduction import (REDUCERS, BaseReducer, ReductionPlan, TokenState, apply_plan,
                               build_reducer)
-from mtr_mm.reduction.state import merge_into_survivors
+from mtr_mm.reduction.state import merge_factors, merge_into_survivors
 
 NAMES = ('mtr', 'random', 'evit', 'tome', 'pumer', 'utr', 'hsa')
 CONFIGS = [
@@ -603,7 +603,10 @@ def test_merge_into_survivors_is_the_weighted_mean_and_leaves_other_rows_bit_exa
     kept_weights = torch.tensor([[1., 3, 2, 1, 7, 1], [2., 1, 1, 5, 1, 3]])
     source_weights = torch.tensor([[2., 1, 4], [1., 3, 0]])   # a weight-0 source (pruned) changes nothing
     target = torch.tensor([[1, 1, 4], [0, 5, 2]])
-    merged = merge_into_survivors(kept, kept_weights, sources, source_weights, target)
+    # the weights as merge_factors sees them: per token before the step, survivors first, then sources
+    weights = torch.cat([kept_weights, source_weights], dim=1)
+    keep, source = torch.arange(6).expand(2, 6), torch.arange(6, 9).expand(2, 3)
+    merged = merge_into_survivors(kept, sources, merge_factors(weights, keep, source, target), target)
     assert merged.dtype == dtype
     for b in range(2):
         for t in range(6):

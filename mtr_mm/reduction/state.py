@@ -107,20 +107,26 @@ def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
     return x.gather(1, expanded)
 
 
-def merge_into_survivors(kept: Tensor, kept_weights: Tensor, sources: Tensor, source_weights: Tensor,
-                         target: Tensor) -> Tensor:
-    """Survivors ``kept`` (B, L', C) with each source row of ``sources`` (B, r, C) averaged into its
-    ``target`` (B, r; indices into ``kept``): x_t <- (w_t x_t + sum w_s x_s) / (w_t + sum w_s) over the
-    sources joining t, computed in fp32 at least.
+def merge_factors(weights: Tensor, keep: Tensor, source: Tensor, new_target: Tensor):
+    """For ``merge_into_survivors``: each survivor's factor w_t / D (B, L') and each source's w_s / D
+    (B, r), D = w_t + sum w_s over the sources joining t. ``weights`` (B, L) per token before the
+    step; ``keep``, ``source`` old indices; ``new_target`` (B, r) the targets' indices among the survivors."""
+    kept_weights, source_weights = weights.gather(1, keep), weights.gather(1, source)
+    total = kept_weights + torch.zeros_like(kept_weights).scatter_add_(1, new_target, source_weights)
+    return kept_weights / total, source_weights / total.gather(1, new_target)
 
-    Written as x_t * (w_t / D) + sum x_s * (w_s / D), D = w_t + sum w_s, so it costs one pass over
-    the survivors plus r scattered rows (no full-sequence numerator and mask); a row that receives
-    nothing is scaled by w / w = 1 exactly and comes back bit-exactly."""
-    received = torch.zeros_like(kept_weights).scatter_add_(1, target, source_weights)
-    total = kept_weights + received
-    merged = kept * (kept_weights / total)[..., None]  # a 16-bit `kept` times fp32 weights: fp32
-    contributions = sources * (source_weights / total.gather(1, target))[..., None]
-    merged.scatter_add_(1, target[..., None].expand(-1, -1, kept.shape[-1]), contributions.to(merged.dtype))
+
+def merge_into_survivors(kept: Tensor, sources: Tensor, factors, new_target: Tensor) -> Tensor:
+    """Survivors ``kept`` (B, L', C) with each row of ``sources`` (B, r, C) averaged into its target
+    (``new_target``, indices into ``kept``): x_t <- (w_t x_t + sum w_s x_s) / (w_t + sum w_s), computed
+    in fp32 at least, as x_t * (w_t / D) + sum x_s * (w_s / D) with ``factors`` from ``merge_factors``.
+
+    So it costs one pass over the survivors plus r scattered rows (no full-sequence numerator and
+    mask), and a row that receives nothing is scaled by w / w = 1 exactly: it comes back bit-exactly."""
+    keep_factor, source_factor = factors
+    merged = kept * keep_factor[..., None]  # a 16-bit `kept` times fp32 factors: fp32
+    contributions = (sources * source_factor[..., None]).to(merged.dtype)
+    merged.scatter_add_(1, new_target[..., None].expand(-1, -1, kept.shape[-1]), contributions)
     return merged.to(kept.dtype)
 
 
@@ -166,12 +172,12 @@ def apply_plan(state: TokenState, plan: ReductionPlan) -> TokenState:
     if plan.merge and source.shape[1] > 0:
         weights = sizes if plan.weights is None else plan.weights.float()
         new_target = new_index.gather(1, target)
-        hidden_weights = without_pruned(weights, source, plan.hidden_pruned)
-        hidden = merge_into_survivors(hidden, hidden_weights.gather(1, keep), gather_tokens(state.hidden, source),
-                                      hidden_weights.gather(1, source), new_target)
+        factors = merge_factors(weights, keep, source, new_target)
+        hidden_factors = factors if plan.hidden_pruned is None else merge_factors(
+            without_pruned(weights, source, plan.hidden_pruned), keep, source, new_target)
+        hidden = merge_into_survivors(hidden, gather_tokens(state.hidden, source), hidden_factors, new_target)
         if residual is not None:
-            residual = merge_into_survivors(residual, weights.gather(1, keep), gather_tokens(state.residual, source),
-                                            weights.gather(1, source), new_target)
+            residual = merge_into_survivors(residual, gather_tokens(state.residual, source), factors, new_target)
         sizes = sizes.scatter_add(1, target, sizes.gather(1, source))
 
     removed_positions = state.positions.gather(1, source)
