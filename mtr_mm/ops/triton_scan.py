@@ -11,8 +11,11 @@ state: the tokens are taken ``unroll`` at a time so their loads are issued ahead
 Along channels the loads are strided (the model's operands are views of channel-major buffers);
 consecutive steps read consecutive addresses of the same lines, which the L1 cache serves.
 
-Importing this module needs ``triton``; ``mtr_mm.ops.backend.triton_scan_kernel`` imports it lazily.
-Under ``TRITON_INTERPRET=1`` the kernel also runs on CPU tensors (the tests use that).
+Beside it, ``channel_mean_triton``: the per-token score a reducer reads from the scan's inputs (a mean
+over the inner channels) in one pass.
+
+Importing this module needs ``triton``; ``mtr_mm.ops.backend`` imports it lazily. Under
+``TRITON_INTERPRET=1`` the kernels also run on CPU tensors (the tests use that).
 """
 import contextlib
 import math
