@@ -143,10 +143,13 @@ def test_explicit_triton_without_triton_raises(fake_kernels, monkeypatch):
     monkeypatch.delitem(sys.modules, 'mtr_mm.ops.triton_scan', raising=False)
     ops_backend.clear_kernel_cache()
     inputs = scan_inputs(1, 8, 4, 5)
-    set_scan_kernel('auto')  # 'auto' falls back to mamba-ssm's forward
+    set_scan_kernel('auto')  # 'auto' falls back to mamba-ssm's forward, and the scores to PyTorch ops
     with torch.inference_mode():
         selective_scan(**inputs, backend='cuda')
+        x, bias = torch.randn(8, 2, 5), torch.randn(8)
+        score = channel_mean(x, bias, 'softplus', backend='cuda')
     assert fake_kernels.calls == ['scan']
+    assert rel_err(score, torch.nn.functional.softplus(x.double() + bias.double()[:, None, None]).mean(0)) <= 1e-6
     set_scan_kernel('triton')
     with pytest.raises(RuntimeError, match="scan kernel 'triton' requested but importing triton failed"):
         selective_scan(**inputs, backend='cuda')
