@@ -40,7 +40,7 @@ def parse_args(argv=None):
                         'host-side launch cost that bounds small batches)')
     parser.add_argument('--scan-kernel', default='auto', choices=SCAN_KERNELS,
                         help="on GPU, the selective-scan kernel of inference: 'auto' (default) takes our Triton "
-                        "scan where it is faster (bf16 / fp16, large batches) and mamba-ssm's otherwise")
+                        "scan where it is faster (large batches) and mamba-ssm's otherwise")
     return parse_runner_args(parser, argv)
 
 

@@ -98,13 +98,18 @@ def multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == 'cuda' else 1
 
 
+def fills_gpu(batch: int, dim: int, block_e: int, device: torch.device) -> bool:
+    """Whether a Triton grid of one program per (image, ``block_e`` channels) gives every SM two."""
+    return batch * math.ceil(dim / block_e) >= 2 * multiprocessors(device)
+
+
 def triton_scan_pays(u: torch.Tensor) -> bool:
-    """Whether 'auto' gives the scan of ``u`` (batch, E, L) to the Triton kernel: when there are at
-    least two 128-channel blocks per SM. Measured on an H200 at batch 128, E 1,536, 27-197 tokens: 0.21-1.18
+    """Whether 'auto' gives the scan of ``u`` (batch, E, L) to the Triton kernel: when its largest
+    channel block (128) fills the GPU. Measured on an H200 at batch 128, E 1,536, 27-197 tokens: 0.21-1.18
     ms (bf16) and 0.28-1.34 ms (fp32) where mamba-ssm's forward costs 0.9-1.6 / 1.0-1.7 ms; at batch 1
     (too few blocks to fill the GPU) it is 2-3x slower than mamba-ssm's."""
     batch, dim, _ = u.shape
-    return batch * math.ceil(dim / 128) >= 2 * multiprocessors(u.device)
+    return fills_gpu(batch, dim, 128, u.device)
 
 
 def _triton_picked(u: torch.Tensor) -> bool:

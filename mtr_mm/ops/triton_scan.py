@@ -18,14 +18,13 @@ Importing this module needs ``triton``; ``mtr_mm.ops.backend`` imports it lazily
 ``TRITON_INTERPRET=1`` the kernels also run on CPU tensors (the tests use that).
 """
 import contextlib
-import math
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from .backend import multiprocessors
+from .backend import fills_gpu
 
 # (BLOCK_E, num_warps) from the largest block down: BLOCK_E = 32 x num_warps puts one channel per thread.
 BLOCK_CONFIGS = ((128, 4), (64, 2), (32, 1))
@@ -117,9 +116,8 @@ def _selective_scan_fwd_kernel(
 def block_config(batch: int, dim: int, device: torch.device):
     """(BLOCK_E, num_warps): the largest channel block that still gives every SM two programs (a
     small batch needs small blocks to fill the GPU), else the smallest."""
-    processors = multiprocessors(device)
     for block_e, num_warps in BLOCK_CONFIGS:
-        if batch * math.ceil(dim / block_e) >= 2 * processors:
+        if fills_gpu(batch, dim, block_e, device):
             return block_e, num_warps
     return BLOCK_CONFIGS[-1]
 

@@ -165,19 +165,26 @@ def apply_plan(state: TokenState, plan: ReductionPlan) -> TokenState:
     new_index.scatter_(1, keep, torch.arange(keep.shape[1], device=keep.device).expand_as(keep))
     new_index.scatter_(1, source, new_index.gather(1, target))
 
-    # Gather the survivors first and merge into them: the merge then touches L' + r rows, not L.
-    hidden = gather_tokens(state.hidden, keep)
+    # Gather the survivors first and merge into them: the merge then touches L' + r rows, not L. The
+    # removed rows are gathered once, for the merge and for the dense restoration records.
+    removed = source.shape[1] > 0
+    kept_hidden = gather_tokens(state.hidden, keep)
+    hidden, sizes = kept_hidden, state.sizes
     residual = None if state.residual is None else gather_tokens(state.residual, keep)
-    sizes = state.sizes
-    if plan.merge and source.shape[1] > 0:
+    removed_hidden = removed_residual = None
+    if removed and (plan.merge or state.record_stale or state.record_similarity):
+        removed_hidden = gather_tokens(state.hidden, source)
+        if state.residual is not None and (plan.merge or state.record_stale):
+            removed_residual = gather_tokens(state.residual, source)
+    if plan.merge and removed:
         weights = sizes if plan.weights is None else plan.weights.float()
         new_target = new_index.gather(1, target)
         factors = merge_factors(weights, keep, source, new_target)
         hidden_factors = factors if plan.hidden_pruned is None else merge_factors(
             without_pruned(weights, source, plan.hidden_pruned), keep, source, new_target)
-        hidden = merge_into_survivors(hidden, gather_tokens(state.hidden, source), hidden_factors, new_target)
+        hidden = merge_into_survivors(hidden, removed_hidden, hidden_factors, new_target)
         if residual is not None:
-            residual = merge_into_survivors(residual, gather_tokens(state.residual, source), factors, new_target)
+            residual = merge_into_survivors(residual, removed_residual, factors, new_target)
         sizes = sizes.scatter_add(1, target, sizes.gather(1, source))
 
     removed_positions = state.positions.gather(1, source)
@@ -189,15 +196,14 @@ def apply_plan(state: TokenState, plan: ReductionPlan) -> TokenState:
         source_map=new_index.gather(1, state.source_map),
         cls_index=None if state.cls_index is None else new_index.gather(1, state.cls_index[:, None])[:, 0],
     )
-    if state.record_stale and source.shape[1] > 0:
-        updates['stale_hidden'] = _record_stale(state.stale_hidden, gather_tokens(state.hidden, source),
-                                                removed_positions, state.num_original)
-        if state.residual is not None:
-            updates['stale_residual'] = _record_stale(
-                state.stale_residual, gather_tokens(state.residual, source), removed_positions,
-                state.num_original)
-    if state.record_similarity and source.shape[1] > 0:
-        weights = similarity_weights(gather_tokens(state.hidden, source), gather_tokens(state.hidden, keep))
+    if state.record_stale and removed:
+        updates['stale_hidden'] = _record_stale(state.stale_hidden, removed_hidden, removed_positions,
+                                                state.num_original)
+        if removed_residual is not None:
+            updates['stale_residual'] = _record_stale(state.stale_residual, removed_residual, removed_positions,
+                                                      state.num_original)
+    if state.record_similarity and removed:
+        weights = similarity_weights(removed_hidden, kept_hidden)  # the survivors as they were, before merging
         updates['removals'] = state.removals + [
             RemovalRecord(removed_positions, updates['positions'], weights)]
     return replace(state, **updates)

@@ -216,7 +216,8 @@ def max_rel_diff(out, ref):
 def official_parity(official, ours, args):
     """Max relative logit difference, ours vs official, same weights (fp32; bf16 autocast on GPU), at the
     timed batch size: the scan kernel 'auto' picks depends on it, and the path timed is the path checked."""
-    images = torch.randn(args.batch, 3, 224, 224, device=args.device, generator=torch.Generator(args.device).manual_seed(1))
+    images = torch.randn(args.batch, 3, 224, 224, device=args.device,
+                         generator=torch.Generator(args.device).manual_seed(1))
     parity = {}
     for dtype in args.dtypes:
         with torch.inference_mode(), torch.autocast(args.device.split(':')[0], dtype=DTYPES[dtype] or torch.float32,
