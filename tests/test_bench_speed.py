@@ -24,6 +24,7 @@ def test_speed_rows_on_cpu(tmp_path):
     for run in ('mtr@0.4', 'hsa@0.4'):
         assert 1 - rows[run]['gflops'] / unreduced == pytest.approx(0.4, abs=0.01)
         assert rows[run]['images_per_s'] > 0 and 0 < rows[run]['overhead_share'] < 1
+        assert rows[run]['eager_overhead_share'] == rows[run]['overhead_share']  # off the GPU, one eager time
     assert rows['none']['overhead_share'] == 0
     # the CUDA-graph switch changes nothing off the GPU: the same FLOPs, an eager forward
     assert rows['mtr@0.4+graph']['gflops'] == rows['mtr@0.4']['gflops']

@@ -49,3 +49,27 @@ def ratio_verdict(ratio: float, spreads: List[float], what: str = 'images/s') ->
         return (f'machine busy: spread {worst:.0%} (> {BUSY_SPREAD:.0%}) between timing rounds — the {what} '
                 f'ratio ({ratio:.2f}x) is not reliable; run again on an idle machine')
     return f'{ratio:.2f}x {what} (spread {worst:.0%})'
+
+
+def cuda_graph_seconds(fn: Callable[[], object], iters: int, warmup: int = 2) -> float:
+    """GPU seconds per call of ``fn`` (CUDA work only, no host launch cost): ``fn`` is captured once
+    as a CUDA graph and the graph replayed ``iters`` times between two CUDA events. ``fn`` must not
+    synchronise with the host (capture then fails)."""
+    import torch
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # kernels autotuned, workspaces allocated, before capture
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3 / iters

@@ -23,7 +23,8 @@ models) and ``+graph`` (replay as CUDA graphs: ``cuda_graph=True``) as suffixes.
 every run measured in turn, the order rotated each round, on inputs rotated between calls; CUDA events
 on GPU; medians, and the per-round spread ((max - min) / median of the rounds' images/s). The
 reduction's own overhead is the time of its plan + apply steps, replayed in isolation on the states the
-forward produced, as a share of the reduced forward. Random weights (speed does not depend on them);
+forward produced, as a share of the reduced forward: their GPU work (replayed as one CUDA graph) and,
+beside it, their eager time from Python (host launch cost included: what a host-bound forward pays). Random weights (speed does not depend on them);
 with ``--official`` both models hold the official model's initial weights. ``--archs`` takes any size of
 ``mtr_mm.models.VIM_ARCH`` (Vim ``tiny``..., VideoMamba ``videomamba_tiny``...); ``--frames`` makes the
 VideoMamba sizes video models (one row set per frame count; "images/s" then counts clips of that many
@@ -50,7 +51,7 @@ from mtr_mm.ops import cuda_kernels_available, set_ops_backend, set_scan_kernel 
 from mtr_mm.ops.backend import SCAN_KERNELS  # noqa: E402
 from mtr_mm.reduction import apply_plan  # noqa: E402
 from tools.report_utils import pyplot, rebuild_report, save_figure, shipped_layers  # noqa: E402
-from tools.timing import BUSY_SPREAD, MIN_ROUNDS, interleaved_rounds, spread, wall_seconds  # noqa: E402
+from tools.timing import BUSY_SPREAD, MIN_ROUNDS, cuda_graph_seconds, interleaved_rounds, spread, wall_seconds  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 DENSE_OUT_INDICES = (5, 11, 17, 23)  # the UperNet configs' (configs/_base_/models/vim_upernet.py)
@@ -243,9 +244,13 @@ def timer(device):
 
 
 def reduction_overhead(vim, model, images, measure, iters):
-    """Seconds per forward spent in the reduction steps, replayed on the states they received."""
+    """Seconds per forward spent in the reduction steps, replayed on the states they received:
+    ``(gpu, eager)``. ``gpu`` is their CUDA work alone (the steps replayed as one CUDA graph), what
+    they add to a forward whose host keeps ahead of the GPU; ``eager`` is the steps called from
+    Python, host launch cost included, what they add to a host-bound forward (on CPU both are the
+    eager time)."""
     if vim.reduction is None:
-        return 0.
+        return 0., 0.
     steps = []
     removed = vim.removed_per_layer(vim.patch_embed.grid_size(*images.shape[2:]))
     original = vim.reduction.reduce
@@ -262,14 +267,21 @@ def reduction_overhead(vim, model, images, measure, iters):
     finally:
         vim.reduction.reduce, vim.cuda_graph = original, graph
     reducer = vim.reduction.reducer
+    assert len(steps) == sum(1 for r in removed if r)
+
+    def one_pass():
+        for state, r, score in steps:
+            apply_plan(state, reducer.plan(state, r, score))
 
     def replay():
         for _ in range(iters):
-            for state, r, score in steps:
-                apply_plan(state, reducer.plan(state, r, score))
+            one_pass()
 
-    assert len(steps) == sum(1 for r in removed if r)
-    return measure(replay) / iters
+    eager = measure(replay) / iters
+    if not images.is_cuda:
+        return eager, eager
+    with torch.no_grad():
+        return cuda_graph_seconds(one_pass, 10 * iters), eager
 
 
 def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
@@ -308,10 +320,10 @@ def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
     for run, (model, vim) in models.items():
         median = statistics.median(times[run])
         round_ips = [args.batch / t for t in times[run]]
-        overhead = 0.
+        overhead = eager_overhead = 0.
         if vim is not None:
             with torch.autocast(args.device.split(':')[0], dtype=dtype or torch.float32, enabled=dtype is not None):
-                overhead = reduction_overhead(vim, model, inputs[0], measure, 3)
+                overhead, eager_overhead = reduction_overhead(vim, model, inputs[0], measure, 3)
         if vim is None:  # the official model: the same network as ours unreduced
             with torch.device('meta'):
                 vim_for_flops = VisionMamba(**vim_arch(arch))
@@ -321,7 +333,8 @@ def bench_arch(arch, runs, dtype_name, args, inputs, official=None, frames=0):
         rows.append(dict(arch=arch, frames=frames, dtype=dtype_name, ops=args.ops, run=run, batch=args.batch, seconds=median,
                          latency_ms=1e3 * median, images_per_s=args.batch / median, round_images_per_s=round_ips,
                          spread=spread(times[run]),
-                         overhead_share=overhead / median, peak_gib=peak[run] if cuda else None, gflops=flops / 1e9))
+                         overhead_share=overhead / median, eager_overhead_share=eager_overhead / median,
+                         peak_gib=peak[run] if cuda else None, gflops=flops / 1e9))
     for base in ('none', 'official'):  # rows of one (arch, frames, dtype): ratios within them
         if base in times:
             for row in rows:
@@ -388,12 +401,13 @@ def write_report(results, out_dir):
     lines += ['## Throughput', '', 'GFLOPs per image or clip (one scan direction); video rows count clips (arch Nf: '
               'N frames, 1 + 196 N tokens).', '',
               '| arch | dtype | run | GFLOPs | images/s | ms / batch | vs official | vs ours unreduced '
-              '| round spread | reduction overhead | peak GiB |', '|---' * 11 + '|']
+              '| round spread | reduction overhead (GPU) | (eager) | peak GiB |', '|---' * 12 + '|']
     for r in results['rows']:
         ratios = ' | '.join(f'{r[c]:.2f}x' if r.get(c) else 'n/a' for c in cols)
         peak = r['peak_gib']
         lines.append(f'| {arch_label(r["arch"], r.get("frames", 0))} | {r["dtype"]} | {r["run"]} | {r["gflops"]:.2f} | {r["images_per_s"]:.1f} | '
                      f'{r["latency_ms"]:.2f} | {ratios} | {r["spread"]:.1%} | {r["overhead_share"]:.1%} | '
+                     f'{r.get("eager_overhead_share", r["overhead_share"]):.1%} | '
                      f'{"n/a" if peak is None else f"{peak:.2f}"} |')
     with open(osp.join(out_dir, 'speed.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
@@ -453,7 +467,8 @@ def main(argv=None):
             for r in rows:
                 print(f'{arch_label(arch, frames):5} {dtype_name} {r["run"]:16} {r["images_per_s"]:9.1f} img/s  {r["latency_ms"]:8.2f} ms  '
                       f'vs official {r.get("vs_official") or 0:.2f}  vs ours {r.get("vs_none") or 0:.2f}  '
-                      f'spread {r["spread"]:.1%}  overhead {r["overhead_share"]:.1%}', flush=True)
+                      f'spread {r["spread"]:.1%}  overhead {r["overhead_share"]:.1%} GPU, '
+                      f'{r["eager_overhead_share"]:.1%} eager', flush=True)
             results['rows'] += rows
             with open(osp.join(args.out_dir, 'speed.json'), 'w') as f:  # partial results survive a time-out
                 json.dump(results, f, indent=1)
