@@ -147,6 +147,23 @@ def test_pos_embed_from_a_classification_checkpoint_drops_the_middle_row(tmp_pat
     assert not hasattr(model.vim, 'cls_token')
 
 
+def test_dense_backbone_starts_from_this_projects_classifier(tmp_path):
+    """A classifier of this project (keys under backbone.vim., a class token, its head; the demo Vim-T
+    that starts the Fashion segmenter) loads into a dense backbone as an official file does."""
+    classifier = backbone(depth=2, out_type='cls', out_indices=[-1], img_size=64)
+    state = {f'backbone.vim.{k}': v for k, v in classifier.vim.state_dict().items()}
+    state['head.fc.weight'] = torch.randn(10, 64)
+    path = tmp_path / 'vim_cls.pth'
+    torch.save(dict(state_dict={k: v.bfloat16() for k, v in state.items()}, meta={}), path)  # as the demo's parts
+    model = backbone(depth=2, out_indices=[1], img_size=128, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    vim = {k[len('backbone.vim.'):]: v.bfloat16() for k, v in state.items() if k.startswith('backbone.vim.')}
+    expected = ckpt.official_to_dense(vim, (8, 8))['pos_embed'].float()
+    torch.testing.assert_close(model.vim.pos_embed.data, expected, rtol=0, atol=0)
+    assert torch.equal(model.vim.layers[1].mixer.in_proj.weight.data, vim['layers.1.mixer.in_proj.weight'].float())
+    assert not hasattr(model.vim, 'cls_token')
+
+
 def test_dense_backbone_rejects_the_wrong_size_checkpoint(tmp_path):
     path = tmp_path / 'vim_small.pth'
     save_official_checkpoint(path, official_state_dict(embed_dim=96, depth=2, img_size=64, num_classes=10))

@@ -42,7 +42,8 @@ class VimBackbone(BaseModule):
         cuda_graph: replay the inference forward as CUDA graphs on GPU (see ``VisionMamba``; the
             ``--cuda-graph`` switch of tools/test.py).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts official Vim checkpoints
-            (classification weights for dense models: pos embed adapted) and this project's own.
+            (classification weights for dense models: pos embed adapted) and this project's own (its
+            classifiers' for dense models adapted alike, e.g. the demo Vim-T starting a segmenter).
     """
 
     def __init__(self, arch: str = 'tiny', img_size: int = 224, patch_size: int = 16, stride: int = 16,
@@ -102,6 +103,9 @@ class VimBackbone(BaseModule):
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
             if not state_dict:
                 raise ckpt.CheckpointError(f'{path!r} holds neither official Vim weights nor keys under {prefix!r}')
+            if self.out_type == 'featmap' and 'cls_token' in state_dict and not self.vim.with_cls_token:
+                # this project's classifier (e.g. the demo Vim-T) starting a dense model: adapted as an official one
+                state_dict = ckpt.official_to_dense(state_dict, self.vim.pos_grid, self.vim.cls_token_position)
         ckpt.load_into(self.vim, state_dict, f'the Vim backbone ({path})')
         print_log(f'loaded Vim backbone weights from {path}', logger='current')
 
