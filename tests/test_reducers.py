@@ -619,3 +619,19 @@ def test_merge_into_survivors_is_the_weighted_mean_and_leaves_other_rows_bit_exa
             expected = sum(wi * x for wi, x in zip(w, rows)) / sum(w)
             tolerance = 1e-6 if dtype == torch.float32 else 8e-3  # bf16: the result's own rounding
             assert torch.allclose(merged[b, t].double(), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_random_draws_its_keys_once_per_length_and_device():
+    """A CUDA-graph capture may not draw on the CPU or copy to the GPU: after the first plan at a
+    token count, later plans at that count read the keys already on the device."""
+    reducer = build_reducer(dict(type='random', seed=5))
+    state = make_state()
+    first = reducer.plan(state, 4)
+    assert repr(reducer) == 'RandomReducer(seed=5)'  # the cache is not an option
+
+    def no_draw(num_tokens):
+        raise AssertionError('keys drawn again')
+
+    reducer.keys = no_draw
+    again = reducer.plan(state, 4)
+    assert torch.equal(first.keep, again.keep) and torch.equal(first.source, again.source)

@@ -32,7 +32,7 @@ class BaseReducer:
         raise NotImplementedError
 
     def __repr__(self):
-        options = ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
+        options = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))  # caches hidden
         return f'{type(self).__name__}({options})'
 
 
