@@ -77,3 +77,12 @@ def test_whole_segmentation_model_rows(tmp_path):
         assert whole[run]['gflops'] == backbone[run]['gflops']
     assert 'vim_tiny_upernet_ade20k_512.py (backbone + neck + decode head) at 64x64' in \
         (tmp_path / 'whole' / 'speed.md').read_text()
+
+
+def test_default_layers_are_the_shipped_ones_of_the_task(tmp_path):
+    """No --layers: the shipped MTR set of the timed task (classification, or with --dense the dense one)."""
+    from tools.benchmarks.bench_speed import parse_args
+    from tools.report_utils import shipped_layers
+    assert parse_args(['--out-dir', str(tmp_path)]).layers == shipped_layers() == [5, 9, 13, 17, 21]
+    assert parse_args(['--dense', '512', '--out-dir', str(tmp_path)]).layers == shipped_layers(dense=True) \
+        == [4, 8, 12, 16, 20]

@@ -113,11 +113,11 @@ def test_layer_sets_are_chosen_on_val_and_reported_on_test(tmp_path):
         own = [r for r in test if r['method'] == method and r['table'].startswith('each method')]
         assert len(own) == 1 and own[0]['layers'] == best['layers']
         shared = [r for r in test if r['method'] == method and r['table'].startswith('shared')]
-        assert len(shared) == 1 and shared[0]['layers'] == [6, 9, 12, 15, 18]
+        assert len(shared) == 1 and shared[0]['layers'] == [5, 9, 13, 17, 21]  # the config's (shipped) set
         low, high = shared[0]['interval']
         assert low <= shared[0]['metrics'][metric] <= high and len(shared[0]['bootstrap']) == 1000
     report = (tmp_path / 'results.md').read_text()
-    assert '## shared layer set [6, 9, 12, 15, 18]' in report and '## each method at its own val-chosen layer set' in report
+    assert '## shared layer set [5, 9, 13, 17, 21]' in report and '## each method at its own val-chosen layer set' in report
     assert '## Chosen on the validation split' in report
 
 
@@ -130,7 +130,7 @@ def test_knobs_are_chosen_on_val_and_the_choice_is_run_on_test(tmp_path):
                     '--knob-candidates', *grid, '--out-dir', tmp_path, *split_files(tmp_path, val=5, test=7))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / 'results.json').read_text())
-    metric, layers = results['metric'], [6, 9, 12, 15, 18]
+    metric, layers = results['metric'], [5, 9, 13, 17, 21]  # no --layers: the config's (shipped) set
     assert results['images'] == 7 and results['val_images'] == 5
     assert results['knob_candidates'] == {'mtr': {'keep_ratio': [0.25, 0.5], 'similarity': ['block']}}
     val = [r for r in results['rows'] if r.get('split') == 'val']
@@ -146,9 +146,9 @@ def test_knobs_are_chosen_on_val_and_the_choice_is_run_on_test(tmp_path):
     assert results['chosen'] == [dict(restore=None, method='mtr', target=0.4, chosen_on='val', layers=layers,
                                       knobs=best['knobs'], val_metric=best['metrics'][metric])]
     test = {r['table']: r for r in results['rows'] if r.get('split', 'test') == 'test' and r['method']}
-    assert set(test) == {'shared layer set [6, 9, 12, 15, 18], default knobs',
+    assert set(test) == {'shared layer set [5, 9, 13, 17, 21], default knobs',
                          'each method at its own val-chosen layer set and knobs'}
-    default, own = test['shared layer set [6, 9, 12, 15, 18], default knobs'], test[
+    default, own = test['shared layer set [5, 9, 13, 17, 21], default knobs'], test[
         'each method at its own val-chosen layer set and knobs']
     assert default['knobs'] == {} and own['knobs'] == best['knobs'] and own['gflops'] != default['gflops']
     assert own['metrics'][metric] == pytest.approx(plain_top1(checkpoint, reduction(best['knobs']),

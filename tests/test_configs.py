@@ -35,7 +35,42 @@ def test_config_builds_its_model(config):
     target = reduction['schedule']['flops_reduction']
     achieved = 1 - vim.flops(vim.pos_grid).total / vim.flops(vim.pos_grid, reduced=False).total
     assert abs(achieved - target) < 0.01, (config, achieved)
-    assert reduction['schedule']['layers'] == [6, 9, 12, 15, 18]
+    dense = cfg.default_scope in ('mmseg', 'mmdet')
+    assert (reduction['schedule']['layers'], reduction['method']) == (SHIPPED_DENSE if dense else SHIPPED_CLS), config
+
+
+# The shipped MTR defaults, each chosen on a validation split (configs/_base_/reductions/): classification
+# (images and video) at layers [5, 9, 13, 17, 21] with keep_ratio=0.5 (the Fashion classifier's val),
+# segmentation and detection at [4, 8, 12, 16, 20] with MTR's code-default knobs (the segmenter's val).
+SHIPPED_CLS = ([5, 9, 13, 17, 21], dict(type='mtr', keep_ratio=0.5))
+SHIPPED_DENSE = ([4, 8, 12, 16, 20], dict(type='mtr'))
+
+
+@pytest.mark.parametrize('config, shipped', [
+    ('configs/mtr_vim_cls.py', SHIPPED_CLS), ('configs/mtr/mtr_vim_small_in1k_r20.py', SHIPPED_CLS),
+    ('configs/demo/mtr_vim_tiny_fashion.py', SHIPPED_CLS), ('configs/mtr_videomamba_k400.py', SHIPPED_CLS),
+    ('configs/mtr_vim_seg.py', SHIPPED_DENSE), ('configs/mtr_seg/mtr_vim_tiny_upernet_fashion_r40.py', SHIPPED_DENSE),
+    ('configs/mtr_seg/mtr_vim_small_upernet_ade20k_r20.py', SHIPPED_DENSE),
+    ('configs/mtr_vim_det.py', SHIPPED_DENSE),
+    ('configs/mtr_det/mtr_vim_small_cascade_mask_rcnn_coco_r30.py', SHIPPED_DENSE)])
+def test_shipped_mtr_defaults(config, shipped):
+    """The reduction each task's configs resolve to, and the reducer it builds: the classifier's keep_ratio
+    0.5, the dense configs' MTR code defaults (not the classifier's knob: the dense base replaces the method)."""
+    from mtr_mm.reduction import build_reducer
+    from mtr_mm.reduction.mtr import MTRReducer
+    reduction = load_config(str(REPO / config)).model.backbone.reduction
+    layers, method = shipped
+    assert reduction['schedule']['layers'] == layers and reduction['method'] == method
+    assert reduction['restore'] == 'unmerge' and reduction['schedule']['flops_reduction'] in (0.2, 0.3, 0.4)
+    reducer, defaults = build_reducer(reduction['method']), MTRReducer()
+    assert reducer.keep_ratio == method.get('keep_ratio', defaults.keep_ratio)
+    assert (reducer.similarity, reducer.merge_weights, reducer.delta_activation) == (
+        defaults.similarity, defaults.merge_weights, defaults.delta_activation)
+
+
+def test_shipped_layers_reads_the_classification_base():
+    from tools.report_utils import shipped_layers
+    assert shipped_layers() == SHIPPED_CLS[0]
 
 
 @pytest.mark.parametrize('config', CONFIGS)

@@ -9,8 +9,8 @@ from mtr_mm.reduction import REDUCERS, TokenReduction, VimDims, vim_flops
 from test_ops import reference_scan
 
 METHODS = sorted(REDUCERS.module_dict)
-# The shipped MTR layer set (configs/_base_/reductions/mtr.py) and the one before it.
-LAYER_SETS = ([6, 9, 12, 15, 18], [4, 8, 12, 16, 20])
+# The shipped MTR layer sets (configs/_base_/reductions/: classification, dense) and the one before them.
+LAYER_SETS = ([5, 9, 13, 17, 21], [4, 8, 12, 16, 20], [6, 9, 12, 15, 18])
 DIMS = {'tiny': VimDims(192, 24, dt_rank=12), 'small': VimDims(384, 24, dt_rank=24),
         'base': VimDims(768, 24, dt_rank=48)}
 

@@ -3,14 +3,17 @@ report from its results json, tables and plots."""
 import json
 import os.path as osp
 
-SHIPPED_REDUCTION = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_', 'reductions',
-                             'mtr.py')
+REDUCTION_BASES = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_', 'reductions')
+SHIPPED_REDUCTION = osp.join(REDUCTION_BASES, 'mtr.py')              # classification (images, video)
+SHIPPED_DENSE_REDUCTION = osp.join(REDUCTION_BASES, 'mtr_dense.py')  # segmentation, detection
 
 
-def shipped_layers() -> list:
-    """The reducing layers of the shipped MTR configs (read from their base config, the one source)."""
+def shipped_layers(dense: bool = False) -> list:
+    """The reducing layers of the shipped MTR configs, classification or dense (segmentation and
+    detection), read from their base config (the one source; each chosen on its task's validation split)."""
     from mmengine.config import Config
-    return list(Config.fromfile(SHIPPED_REDUCTION).reduction['schedule']['layers'])
+    base = Config.fromfile(SHIPPED_DENSE_REDUCTION if dense else SHIPPED_REDUCTION)
+    return list(base.reduction['schedule']['layers'])
 
 
 def layer_list(text: str) -> list:

@@ -5,7 +5,7 @@ ADE20K mIoU, COCO AP, Kinetics-400 top-1, ...) for every method at every FLOPs r
     python tools/analysis/compare_reductions.py configs/mtr_vim_cls.py vim_t_midclstok_76p1acc.pth
     # a segmentation model: every restoration mode, two layer sets
     python tools/analysis/compare_reductions.py configs/mtr_vim_seg.py CKPT \
-        --restores unmerge stale zero similarity --layers 6,9,12,15,18 4,8,12,16,20
+        --restores unmerge stale zero similarity --layers 4,8,12,16,20 6,9,12,15,18
     # the honest protocol: each method's layer set chosen on the validation split, reported on test
     python tools/analysis/compare_reductions.py CONFIG CKPT --select-on val \
         --layer-candidates 6,9,12,15,18 4,8,12,16,20 5,9,13,17,21
@@ -37,7 +37,7 @@ knob values (layer sets outermost, then the knobs in the order given, each knob'
 given: list the shipped value first and a tie keeps it); with --knob-search one-at-a-time, only its
 default knobs (first, so a tie keeps them) and each knob alone changed to each of its other candidate
 values. Other methods keep their default knobs. Test then reports every method at the one shared layer
-set (--layers, default the shipped one) with its default knobs, and at its own val-chosen set and knobs,
+set (--layers, default the config's) with its default knobs, and at its own val-chosen set and knobs,
 and where the two differ, the val-chosen run minus the shared one with the 95 % interval of that paired
 bootstrap difference.
 """
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     parser.add_argument('--targets', nargs='+', type=float, default=[0.2, 0.3, 0.4], help='FLOPs reductions')
     parser.add_argument('--layers', nargs='+', type=layer_list, metavar='L1,L2,...',
                         help="reducing layer sets, each a comma list (default: the config's, else the "
-                             'shipped MTR layers)')
+                             "shipped MTR layers of the config's task)")
     parser.add_argument('--restores', nargs='+', choices=RESTORE_MODES,
                         help="dense models: restoration modes (default: the config's, else unmerge)")
     parser.add_argument('--metric', help=f'metric to tabulate (default: the first of {", ".join(HEADLINE_METRICS)})')
@@ -182,10 +182,10 @@ def spec_name(method, target, layers, restore, split='', knobs=None) -> str:
             + (f' {knobs_text(knobs)}' if knobs else ''))
 
 
-def select_on_val(val_runner, args, restores, results, metric: str) -> dict:
+def select_on_val(val_runner, args, layer_sets, restores, results, metric: str) -> dict:
     """(restore, method, target) -> (layer set, knobs) of the candidate with the best val metric (ties:
     the earlier candidate); every val run is recorded with split 'val', every choice in results['chosen']."""
-    candidates = args.layer_candidates or args.layers or [shipped_layers()]
+    candidates = args.layer_candidates or layer_sets  # default: --layers, else the config's set
     select_targets = [args.select_target] if args.select_target is not None else args.targets
     chosen = {}
     for restore in restores:
@@ -507,7 +507,7 @@ def main(argv=None):
     task_library(cfg)
     configured = cfg.model.backbone.get('reduction') or {}
     dense = cfg.model.backbone.get('out_type', 'cls') == 'featmap'
-    layer_sets = args.layers or [configured.get('schedule', {}).get('layers') or shipped_layers()]
+    layer_sets = args.layers or [configured.get('schedule', {}).get('layers') or shipped_layers(dense)]
     restores = (args.restores or [configured.get('restore', 'unmerge')]) if dense else [None]
     if args.restores and not dense:
         raise ValueError('--restores applies to dense (segmentation / detection) models; this config classifies')
@@ -528,7 +528,7 @@ def main(argv=None):
     if args.select_on:
         results.update(val_images=len(val_runner.test_dataloader.dataset), knob_candidates=args.knob_candidates,
                        knob_search=args.knob_search, chosen=[])
-        chosen = select_on_val(val_runner, args, restores, results, metric)
+        chosen = select_on_val(val_runner, args, layer_sets, restores, results, metric)
         specs = test_specs(args, layer_sets, restores, chosen)
         results['plan'] = [spec['name'] for spec in specs]
     done = {}

@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from mtr_mm.models import VimBackbone  # noqa: E402
 from mtr_mm.models import vim as vim_module  # noqa: E402
 from mtr_mm.reduction import REDUCERS, RESTORE_MODES  # noqa: E402
+from tools.report_utils import shipped_layers  # noqa: E402
 
 aten = torch.ops.aten
 TOLERANCE = 0.01
@@ -134,9 +135,9 @@ def runs(backbone: VimBackbone, methods, restores):
     """(name, reduction) for every method (and restoration mode of a dense backbone) at the
     config's schedule; methods a backbone cannot run (EViT without a class token) are left out."""
     configured = backbone.vim.reduction
-    schedule = dict(layers=configured.schedule.layers, flops_reduction=configured.schedule.flops_reduction) \
-        if configured is not None else dict(layers=[6, 9, 12, 15, 18], flops_reduction=0.4)
     dense = backbone.out_type == 'featmap'
+    schedule = dict(layers=configured.schedule.layers, flops_reduction=configured.schedule.flops_reduction) \
+        if configured is not None else dict(layers=shipped_layers(dense), flops_reduction=0.4)
     yield 'none', None
     for method in methods:
         if method == 'evit' and dense:

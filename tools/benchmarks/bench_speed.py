@@ -72,8 +72,9 @@ def parse_args(argv=None):
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--runs', default=None, help='comma list (see above); default: official (with --official), '
                         'none, MTR at 20/30/40 %% and every other method at 40 %%')
-    parser.add_argument('--layers', nargs='+', type=int, default=shipped_layers(),
-                        help='reducing layers, the same for every method (default: the shipped MTR configs)')
+    parser.add_argument('--layers', nargs='+', type=int,
+                        help='reducing layers, the same for every method (default: the shipped MTR configs of the '
+                             'task: classification, or with --dense segmentation / detection)')
     parser.add_argument('--official', metavar='PATH', help='a checkout of github.com/hustvl/Vim: time its forward too')
     parser.add_argument('--dense', type=int, metavar='SIZE', help='time the dense (segmentation) backbone at SIZE x SIZE')
     parser.add_argument('--config', help='with --dense: time the whole model of this dense config (backbone + neck + '
@@ -89,6 +90,8 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='work_dirs/bench_speed')
     parser.add_argument('--report-only', help='rebuild the report from this results json')
     args = parser.parse_args(argv)
+    if args.layers is None:
+        args.layers = shipped_layers(dense=bool(args.dense))
     if args.runs is None:
         evit = '' if args.dense else 'evit@0.4,'  # EViT needs a class token: dense backbones have none
         args.runs = ('official,' if args.official else '') + f'none,mtr@0.2,mtr@0.3,mtr@0.4,random@0.4,{evit}' \

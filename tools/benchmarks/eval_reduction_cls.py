@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument('--methods', nargs='+', default=list(METHODS))
     parser.add_argument('--targets', nargs='+', type=float, default=[0.2, 0.3, 0.4], help='FLOPs reductions')
     parser.add_argument('--layers', nargs='+', type=int, default=shipped_layers(),
-                        help='reducing layers (default: the shipped MTR configs)')
+                        help='reducing layers (default: the shipped MTR classification configs)')
     parser.add_argument('--ablation-targets', nargs='*', type=float, default=[0.4], help='none: no ablation')
     parser.add_argument('--ablation-layers', nargs='*', type=layer_list,
                         default=[[4, 8, 12, 16, 20], [2, 5, 8, 11, 14, 17, 20], [8, 11, 14, 17, 20],
