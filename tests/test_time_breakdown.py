@@ -15,7 +15,7 @@ run_breakdown = partial(run_script, 'tools/benchmarks/time_breakdown.py')
 def test_blocks_and_steps_of_a_reduced_forward(tmp_path):
     layers = [6, 9, 12, 15, 18]
     run_breakdown('--device', 'cpu', '--archs', 'tiny', '--batch', '1', '--runs', 'mtr@0.4', '--iters', '1',
-                  '--layers', *map(str, layers), '--out-dir', tmp_path)
+                  '--layers', *map(str, layers), '--profile', '--out-dir', tmp_path)
     results = json.loads((tmp_path / 'breakdown.json').read_text())
     rows = {r['run']: r for r in results['rows']}
     assert set(rows) == {'none', 'mtr@0.4'}
@@ -29,6 +29,9 @@ def test_blocks_and_steps_of_a_reduced_forward(tmp_path):
     assert [layer['layer'] for layer in reduced if 'reduce_ms' in layer] == layers
     assert all(layer['reduce_ms'] > 0 and layer['removed'] == schedule[layer['layer']] for layer in reduced
                if 'reduce_ms' in layer)
+    profiled = [layer for layer in reduced if 'ops' in layer]  # --profile: the first step's ops by their time
+    assert [layer['layer'] for layer in profiled] == layers[:1] and profiled[0]['ops'][0]['us'] > 0
+    assert [op['us'] for op in profiled[0]['ops']] == sorted((op['us'] for op in profiled[0]['ops']), reverse=True)
     for row in rows.values():
         assert row['blocks_ms'] == pytest.approx(sum(layer['ms'] for layer in row['layers']))
         assert row['forward_ms'] > 0

@@ -3,8 +3,8 @@ step alone, the reduced model beside the unreduced one.
 
     # batch 1 on the GPU: does a block get cheaper with fewer tokens, and what does a reduction step cost?
     python tools/benchmarks/time_breakdown.py --archs tiny small base --batch 1 --out-dir OUT/breakdown_b1
-    # batch 128, MTR and UTR at -40 %
-    python tools/benchmarks/time_breakdown.py --archs base --batch 128 --runs mtr@0.4,utr@0.4 --out-dir OUT/bd
+    # batch 128, MTR and UTR at -40 %, with the kernels of each one's first reduction step
+    python tools/benchmarks/time_breakdown.py --archs base --batch 128 --runs mtr@0.4,utr@0.4 --profile --out-dir OUT/bd
     # rebuild the report from its json
     python tools/benchmarks/time_breakdown.py --report-only OUT/bd/breakdown.json --out-dir OUT/bd
 
@@ -44,6 +44,8 @@ def parse_args(argv=None):
                         'beside the unreduced model')
     parser.add_argument('--layers', nargs='+', type=int, default=shipped_layers(), help='reducing layers')
     parser.add_argument('--iters', type=int, default=20, help='calls (graph replays on CUDA) per timing')
+    parser.add_argument('--profile', action='store_true', help='also list the kernels of the first reduction '
+                        'step by their time (torch.profiler: GPU time on CUDA, CPU time on CPU)')
     parser.add_argument('--ops', default='auto', choices=['auto', 'torch', 'cuda'])
     parser.add_argument('--scan-kernel', default='auto', choices=SCAN_KERNELS)
     parser.add_argument('--out-dir', default='work_dirs/time_breakdown')
@@ -88,6 +90,23 @@ def seconds(fn, images, iters):
     return wall_seconds(lambda: [fn() for _ in range(iters)]) / iters
 
 
+def op_table(fn, cuda: bool, calls: int = 3, top: int = 15) -> list:
+    """The ops ``fn`` runs, by their own time per call (GPU kernels on CUDA, CPU ops otherwise)."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(calls):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    rows = []
+    for event in prof.key_averages():
+        us = (event.self_device_time_total if cuda else event.self_cpu_time_total) / calls
+        if us > 0:
+            rows.append(dict(op=event.key[:100], calls=event.count / calls, us=us))
+    return sorted(rows, key=lambda r: -r['us'])[:top]
+
+
 def breakdown(arch, run, dtype_name, args, images):
     """Rows of one model: each block (layer, tokens, ms) and each reduction step after it, plus the
     whole forward."""
@@ -106,6 +125,9 @@ def breakdown(arch, run, dtype_name, args, images):
             layers[index]['reduce_ms'] = 1e3 * seconds(lambda: apply_plan(state, reducer.plan(state, removed, score)),
                                                        images, args.iters)
             layers[index]['removed'] = removed
+            if args.profile and index == steps[0][0]:
+                layers[index]['ops'] = op_table(lambda: apply_plan(state, reducer.plan(state, removed, score)),
+                                                images.is_cuda)
         whole = 1e3 * seconds(lambda: model(images), images, args.iters)
     return dict(arch=arch, dtype=dtype_name, run=run, batch=args.batch, forward_ms=whole, layers=layers,
                 blocks_ms=sum(r['ms'] for r in layers), reduce_ms=sum(r.get('reduce_ms', 0.) for r in layers))
@@ -130,6 +152,13 @@ def write_report(results, out_dir):
                      f'{r["reduce_ms"]:.3f} | {r["forward_ms"] - r["blocks_ms"] - r["reduce_ms"]:.3f} | '
                      f'{per_block} | {per_step} |')
     lines += ['', '"ms per block at each token count": tokens: mean ms (number of blocks at that count).']
+    for r in results['rows']:
+        for layer in r['layers']:
+            if layer.get('ops'):
+                lines += ['', f'## The first reduction step of {r["arch"]} {r["dtype"]} {r["run"]} (after layer '
+                          f'{layer["layer"]}, {layer["tokens"]} tokens, {layer["removed"]} removed): its ops by own time',
+                          '', '| op | calls per step | µs per step |', '|---|---|---|']
+                lines += [f'| `{op["op"]}` | {op["calls"]:g} | {op["us"]:.1f} |' for op in layer['ops']]
     with open(osp.join(out_dir, 'breakdown.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     plt = pyplot()
